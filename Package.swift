@@ -1,0 +1,66 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Kiln",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "KilnRedis", targets: ["KilnRedis"]),
+        .library(name: "Kiln", targets: ["Kiln"]),
+        .library(name: "KilnWorker", targets: ["KilnWorker"]),
+        .executable(name: "kiln", targets: ["kiln"]),
+        .executable(name: "kiln-example-worker", targets: ["ExampleWorker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.24.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .target(
+            name: "KilnRedis",
+            dependencies: ["CHiredis"]
+        ),
+        .target(
+            name: "Kiln",
+            dependencies: [
+                "KilnRedis",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "KilnWorker",
+            dependencies: [
+                "Kiln",
+                "KilnRedis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "kiln",
+            dependencies: [
+                "Kiln",
+                "KilnWorker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+        .executableTarget(
+            name: "ExampleWorker",
+            dependencies: ["Kiln", "KilnWorker"],
+            path: "Examples/ExampleWorker"
+        ),
+        .testTarget(
+            name: "KilnTests",
+            dependencies: ["Kiln", "KilnWorker", "KilnRedis"]
+        ),
+    ]
+)

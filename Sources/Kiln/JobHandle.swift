@@ -1,0 +1,49 @@
+/// A future for one job's result. Get one from `KilnClient.enqueue`, or make one from an id.
+public struct JobHandle<Result: Decodable & Sendable>: Sendable {
+    public let id: String
+    public let queue: String
+    public let client: KilnClient
+
+    public init(id: String, queue: String, client: KilnClient) {
+        self.id = id
+        self.queue = queue
+        self.client = client
+    }
+
+    /// Waits for the job and returns its decoded result. Throws `KilnError(.jobUnsuccessful)`
+    /// (with the final record) if it failed, timed out, was cancelled or died;
+    /// `.waitTimedOut` if it is still unfinished after `timeout`.
+    public func value(timeout: Duration = .seconds(300)) async throws -> Result {
+        let rec = try await client.wait(id, queue: queue, timeout: timeout)
+        guard rec.status == .succeeded else {
+            let why = rec.error.map { ": \($0.message)" } ?? ""
+            throw KilnError(.jobUnsuccessful, "job \(id) ended \(rec.statusText)\(why)", record: rec)
+        }
+        do {
+            return try JSONText.decode(Result.self, from: rec.result ?? "null")
+        } catch {
+            throw KilnError(.protocolViolation, "the result of job \(id) does not decode as \(Result.self): \(error)")
+        }
+    }
+
+    /// Waits for the job to finish and returns its final record, whatever the outcome.
+    public func wait(timeout: Duration = .seconds(300)) async throws -> JobRecord {
+        try await client.wait(id, queue: queue, timeout: timeout)
+    }
+
+    /// The job's record now.
+    public func record() async throws -> JobRecord {
+        try await client.record(id, queue: queue)
+    }
+
+    /// The job's status now (`nil` if the stored status is not one Kiln knows).
+    public func status() async throws -> JobStatus? {
+        try await record().status
+    }
+
+    /// Cancels the job (see `KilnClient.cancel`).
+    @discardableResult
+    public func cancel(wait: Duration = .seconds(10)) async throws -> CancelOutcome {
+        try await client.cancel(id, queue: queue, wait: wait)
+    }
+}

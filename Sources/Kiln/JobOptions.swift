@@ -1,0 +1,64 @@
+import KilnRedis
+
+/// Per-job settings for `KilnClient.enqueue`. Defaults: queue `default`, timeout 5 minutes,
+/// 3 retries (4 attempts), results kept 24 hours, kind from the producer's registry (else `io`).
+public struct JobOptions: Sendable {
+    public var queue: String
+    /// How long one attempt may run before the worker stops it (`timed_out`).
+    public var timeout: Duration
+    /// How many times a failed attempt is retried (0 = run once).
+    public var retries: Int
+    /// How long the finished record (the result) is kept.
+    public var resultTTL: Duration
+    /// Where the job runs; `nil` = the kind registered for its type, else `io`.
+    public var kind: JobKind?
+    /// A caller-chosen id (for idempotent enqueue); `nil` = a new ULID.
+    public var id: String?
+
+    public init(
+        queue: String = "default", timeout: Duration = .seconds(300), retries: Int = 3,
+        resultTTL: Duration = .seconds(86_400), kind: JobKind? = nil, id: String? = nil
+    ) {
+        self.queue = queue
+        self.timeout = timeout
+        self.retries = retries
+        self.resultTTL = resultTTL
+        self.kind = kind
+        self.id = id
+    }
+}
+
+/// Settings of a `KilnClient`. Defaults: Redis at `redis://127.0.0.1:6379`, key prefix `kiln`,
+/// payloads up to 1 MiB.
+public struct KilnClientOptions: Sendable {
+    public var redis: RedisConfiguration
+    public var prefix: String
+    public var maxPayloadBytes: Int
+    /// Kinds of job types this producer knows (from its registry or the built-ins); used when a
+    /// job gives no kind of its own.
+    public var knownKinds: [String: JobKind]
+
+    public init(
+        redis: RedisConfiguration = RedisConfiguration(), prefix: String = "kiln",
+        maxPayloadBytes: Int = 1 << 20, knownKinds: [String: JobKind] = [:]
+    ) {
+        self.redis = redis
+        self.prefix = prefix
+        self.maxPayloadBytes = maxPayloadBytes
+        self.knownKinds = knownKinds
+    }
+}
+
+/// One job of a bulk enqueue.
+public struct EnqueueRequest: Sendable {
+    public var type: String
+    /// The payload as JSON text.
+    public var payload: String
+    public var options: JobOptions
+
+    public init(type: String, payload: String = "null", options: JobOptions = JobOptions()) {
+        self.type = type
+        self.payload = payload
+        self.options = options
+    }
+}

@@ -1,0 +1,99 @@
+import KilnRedis
+
+/// A job's record, read from its hash `prefix:{queue}:job:ID`. This is the "future": callers read
+/// or wait on it. Field names match `docs/protocol.md` and the CLI's `--json` output.
+public struct JobRecord: Sendable, Equatable {
+    public struct ErrorInfo: Sendable, Equatable, Codable {
+        /// A stable code: `error` (the handler threw), `timeout`, `cancelled`, `crash`,
+        /// `worker_lost`, `unknown_type`, `bad_payload`, `malformed_envelope`, `result_too_large`.
+        public var type: String
+        public var message: String
+    }
+
+    public var id: String
+    public var type: String
+    public var queue: String
+    public var kind: JobKind
+    /// The status as stored; `nil` if the stored word is not one Kiln knows (hand-edited record).
+    public var status: JobStatus?
+    public var statusText: String
+    /// The payload as JSON text.
+    public var payload: String
+    /// The result as JSON text, once succeeded.
+    public var result: String?
+    public var error: ErrorInfo?
+    public var attempts: Int
+    public var maxAttempts: Int
+    public var timeoutMs: Int64
+    public var resultTTLms: Int64
+    public var enqueuedAt: Int64?
+    public var startedAt: Int64?
+    public var finishedAt: Int64?
+    public var retryAt: Int64?
+    public var worker: String?
+    public var cancelRequested: Bool
+
+    /// Builds a record from `HGETALL` output; `nil` if the hash is empty (no such job).
+    public init?(hash: RedisValue, queue: String) {
+        let items = hash.array
+        if items.isEmpty { return nil }
+        var f: [String: String] = [:]
+        var i = 0
+        while i + 1 < items.count {
+            if let k = items[i].string { f[k] = items[i + 1].string ?? "" }
+            i += 2
+        }
+        id = f["id"] ?? ""
+        type = f["type"] ?? ""
+        self.queue = f["queue"] ?? queue
+        kind = JobKind(rawValue: f["kind"] ?? "") ?? .io
+        statusText = f["status"] ?? "queued"
+        status = JobStatus(rawValue: statusText)
+        payload = f["payload"] ?? "null"
+        result = f["result"]
+        if let t = f["error_type"] { error = ErrorInfo(type: t, message: f["error_message"] ?? "") }
+        attempts = Int(f["attempts"] ?? "") ?? 0
+        maxAttempts = Int(f["max_attempts"] ?? "") ?? 1
+        timeoutMs = Int64(f["timeout_ms"] ?? "") ?? 0
+        resultTTLms = Int64(f["result_ttl_ms"] ?? "") ?? 0
+        enqueuedAt = f["enqueued_at"].flatMap { Int64($0) }
+        startedAt = f["started_at"].flatMap { Int64($0) }
+        finishedAt = f["finished_at"].flatMap { Int64($0) }
+        retryAt = f["retry_at"].flatMap { Int64($0) }
+        worker = f["worker"]
+        cancelRequested = f["cancel_requested"] == "1"
+    }
+
+    /// Whether the job has finished for good.
+    public var isFinal: Bool { status?.isFinal ?? false }
+
+    /// The record as one line of JSON, with the field names of `docs/protocol.md`.
+    public var json: String {
+        func num(_ v: Int64?) -> String { v.map(String.init) ?? "null" }
+        func raw(_ v: String?) -> String {
+            guard let v else { return "null" }
+            return JSONText.isValid(v) ? v : JSONText.quote(v)
+        }
+        let err = error.map { "{\"type\":\(JSONText.quote($0.type)),\"message\":\(JSONText.quote($0.message))}" } ?? "null"
+        var parts: [String] = []
+        parts.append("\"id\":\(JSONText.quote(id))")
+        parts.append("\"type\":\(JSONText.quote(type))")
+        parts.append("\"queue\":\(JSONText.quote(queue))")
+        parts.append("\"kind\":\(JSONText.quote(kind.rawValue))")
+        parts.append("\"status\":\(JSONText.quote(statusText))")
+        parts.append("\"payload\":\(raw(payload))")
+        parts.append("\"result\":\(raw(result))")
+        parts.append("\"error\":\(err)")
+        parts.append("\"attempts\":\(attempts)")
+        parts.append("\"max_attempts\":\(maxAttempts)")
+        parts.append("\"timeout_ms\":\(timeoutMs)")
+        parts.append("\"result_ttl_ms\":\(resultTTLms)")
+        parts.append("\"enqueued_at\":\(num(enqueuedAt))")
+        parts.append("\"started_at\":\(num(startedAt))")
+        parts.append("\"finished_at\":\(num(finishedAt))")
+        parts.append("\"retry_at\":\(num(retryAt))")
+        parts.append("\"worker\":\(worker.map(JSONText.quote) ?? "null")")
+        parts.append("\"cancel_requested\":\(cancelRequested)")
+        return "{" + parts.joined(separator: ",") + "}"
+    }
+}

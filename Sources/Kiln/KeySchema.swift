@@ -1,0 +1,46 @@
+/// Every Redis key and channel name Kiln uses, built in one place.
+///
+/// Keys of one queue share the hash tag `{queue}` so a script touching them stays in one slot:
+///
+/// | key | type | holds |
+/// |---|---|---|
+/// | `P:queues` | set | names of all queues ever enqueued to |
+/// | `P:cancel` | channel | ids of running jobs someone cancelled |
+/// | `P:{q}:pending:io`, `P:{q}:pending:cpu` | list | ids ready to run (LPUSH in, RPOP out) |
+/// | `P:{q}:running` | zset | id → lease deadline (ms) |
+/// | `P:{q}:scheduled` | zset | id → time a retry becomes due (ms) |
+/// | `P:{q}:dead` | zset | id → time it was dead-lettered (ms) |
+/// | `P:{q}:job:ID` | hash | the job's record (see `docs/protocol.md`) |
+/// | `P:{q}:done:ID` | list | one element once the job is final; waiters block on it |
+public struct KeySchema: Sendable, Hashable {
+    public let prefix: String
+
+    public init(prefix: String = "kiln") {
+        self.prefix = prefix
+    }
+
+    /// Whether `name` can be a queue name: 1–100 characters of letters, digits and `-_.`.
+    public static func isValidQueueName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 100
+            && name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "-_.".unicodeScalars.contains($0) }
+    }
+
+    /// Whether `prefix` can be a key prefix: 1–64 characters without braces, spaces or colons at the ends.
+    public static func isValidPrefix(_ prefix: String) -> Bool {
+        !prefix.isEmpty && prefix.utf8.count <= 64 && !prefix.hasSuffix(":")
+            && prefix.unicodeScalars.allSatisfy { $0.value > 32 && $0.value < 127 && $0 != "{" && $0 != "}" }
+    }
+
+    public var queues: String { "\(prefix):queues" }
+    public var cancelChannel: String { "\(prefix):cancel" }
+
+    /// The common start of every key of `queue`; scripts append `job:ID` and `done:ID` to it.
+    public func queuePrefix(_ queue: String) -> String { "\(prefix):{\(queue)}:" }
+
+    public func pending(_ queue: String, _ kind: JobKind) -> String { queuePrefix(queue) + "pending:" + kind.rawValue }
+    public func running(_ queue: String) -> String { queuePrefix(queue) + "running" }
+    public func scheduled(_ queue: String) -> String { queuePrefix(queue) + "scheduled" }
+    public func dead(_ queue: String) -> String { queuePrefix(queue) + "dead" }
+    public func job(_ queue: String, _ id: String) -> String { queuePrefix(queue) + "job:" + id }
+    public func done(_ queue: String, _ id: String) -> String { queuePrefix(queue) + "done:" + id }
+}

@@ -1,0 +1,41 @@
+import Foundation
+import KilnRedis
+
+extension KilnClient {
+    /// Waits until the job is final and returns its record. Does not poll: between reads it
+    /// blocks on the job's done list (`BLMOVE done done RIGHT RIGHT`, which leaves the element in
+    /// place so every waiter wakes), and wakes within milliseconds of the job finishing.
+    /// Throws `KilnError(.waitTimedOut)` after `timeout`, `.noSuchJob` if there is no such job.
+    public func wait(_ id: String, queue: String? = nil, timeout: Duration) async throws -> JobRecord {
+        let (q, first) = try await locate(id, queue: queue)
+        if first.isFinal { return first }
+        let deadline = ContinuousClock.now + timeout
+        let doneKey = keys.done(q, id)
+        let jobKey = keys.job(q, id)
+        do {
+            return try await waiters.withConnection { conn in
+                while true {
+                    let remaining = deadline - ContinuousClock.now
+                    if remaining <= .zero {
+                        let rec = JobRecord(hash: try await connection.send(["HGETALL", jobKey]), queue: q)
+                        if let rec, rec.isFinal { return rec }
+                        throw KilnError(.waitTimedOut, "job \(id) has not finished after \(KilnDuration.format(timeout)) (status: \(rec?.statusText ?? "expired"))")
+                    }
+                    // Redis takes a fractional timeout in seconds; 0 would mean forever.
+                    let secs = max(0.001, Double(KilnDuration.milliseconds(remaining)) / 1000)
+                    let woke = try await conn.send(["BLMOVE", doneKey, doneKey, "RIGHT", "RIGHT", String(format: "%.3f", secs)])
+                    if !woke.isNull || remaining < .milliseconds(2) {
+                        guard let rec = JobRecord(hash: try await connection.send(["HGETALL", jobKey]), queue: q) else {
+                            throw KilnError(.noSuchJob, "job \(id) disappeared while waiting (its record expired)")
+                        }
+                        if rec.isFinal { return rec }
+                    }
+                }
+            }
+        } catch let e as KilnError {
+            throw e
+        } catch {
+            throw KilnError.wrap(error)
+        }
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import KilnRedis
+import Logging
+
+/// The producer side of Kiln: enqueue jobs, read and wait for their results, cancel them.
+///
+/// ```swift
+/// let kiln = try KilnClient(options: .init(redis: RedisConfiguration(url: "redis://127.0.0.1:6379")))
+/// let job = try await kiln.enqueue("echo", payload: ["hello": "world"])
+/// let value = try await job.value(timeout: .seconds(5))
+/// ```
+/// One client is safe to share across tasks; its commands are pipelined on one connection.
+public final class KilnClient: Sendable {
+    public let options: KilnClientOptions
+    public let keys: KeySchema
+    public let connection: RedisConnection
+    public let scripts: ScriptRunner
+    let waiters: BlockingConnectionPool
+    let logger: Logger
+
+    public init(options: KilnClientOptions = KilnClientOptions(), logger: Logger = Logger(label: "kiln.client")) throws {
+        guard KeySchema.isValidPrefix(options.prefix) else {
+            throw KilnError(.invalidInput, "invalid key prefix '\(options.prefix.prefix(70))': use 1-64 printable characters without braces or a trailing colon")
+        }
+        self.options = options
+        self.keys = KeySchema(prefix: options.prefix)
+        self.connection = RedisConnection(configuration: options.redis)
+        self.scripts = ScriptRunner(connection: connection)
+        self.waiters = BlockingConnectionPool(configuration: options.redis)
+        self.logger = logger
+    }
+
+    /// Closes the client's connections.
+    public func close() {
+        connection.close()
+        waiters.close()
+    }
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    // MARK: enqueue
+
+    /// Enqueues a job whose payload is JSON text. Returns a handle (a future) for its result.
+    public func enqueue(_ type: String, json payload: String = "null", options: JobOptions = JobOptions()) async throws -> JobHandle<JSONValue> {
+        let r = EnqueueRequest(type: type, payload: payload, options: options)
+        let id = try await enqueueBatch([r])[0]
+        return JobHandle(id: id, queue: options.queue, client: self)
+    }
+
+    /// Enqueues a job with a typed payload, and a typed result for its handle.
+    public func enqueue<Payload: Encodable, Result: Decodable & Sendable>(
+        _ type: String, payload: Payload, result: Result.Type = JSONValue.self, options: JobOptions = JobOptions()
+    ) async throws -> JobHandle<Result> {
+        let text: String
+        do { text = try JSONText.encode(payload) } catch {
+            throw KilnError(.invalidInput, "payload for '\(type)' could not be encoded as JSON: \(error)")
+        }
+        let id = try await enqueueBatch([EnqueueRequest(type: type, payload: text, options: options)])[0]
+        return JobHandle(id: id, queue: options.queue, client: self)
+    }
+
+    /// Enqueues many jobs in one pipeline and returns their ids in order. Every request is
+    /// checked first: if any is invalid nothing is written and the error names its position.
+    public func enqueueBatch(_ requests: [EnqueueRequest]) async throws -> [String] {
+        var calls: [(script: KilnScripts.Script, keys: [String], args: [String])] = []
+        calls.reserveCapacity(requests.count)
+        var ids: [String] = []
+        var queues = Set<String>()
+        let now = String(Self.nowMs())
+        for (i, r) in requests.enumerated() {
+            do { try validate(r) } catch let e as KilnError where requests.count > 1 {
+                throw KilnError(e.code, "job \(i + 1): \(e.message)")
+            }
+            let id = r.options.id ?? JobID.make()
+            let kind = r.options.kind ?? options.knownKinds[r.type] ?? .io
+            let q = r.options.queue
+            queues.insert(q)
+            ids.append(id)
+            calls.append((KilnScripts.enqueue, [keys.job(q, id), keys.pending(q, kind)], [
+                id, r.type, q, kind.rawValue, r.payload, String(r.options.retries + 1),
+                String(KilnDuration.milliseconds(r.options.timeout)),
+                String(KilnDuration.milliseconds(r.options.resultTTL)), now,
+            ]))
+        }
+        if calls.isEmpty { return [] }
+        // Register queues first: a registered empty queue is harmless, an unregistered job is not findable.
+        let register = [["SADD", keys.queues] + queues.sorted()]
+        let replies: [RedisValue]
+        do { replies = try await scripts.runPipelined(calls, extra: register) } catch { throw KilnError.wrap(error) }
+        for (i, reply) in replies.dropFirst(register.count).enumerated() {
+            switch reply {
+            case .integer(1): continue
+            case .integer(0):
+                throw KilnError(.duplicateJob, "a job with id '\(ids[i])' already exists in queue '\(requests[i].options.queue)'")
+            case .error(let e):
+                throw KilnError(.redis, "Redis at \(options.redis.address) refused to enqueue job \(i + 1): \(e)")
+            default:
+                throw KilnError(.protocolViolation, "unexpected reply to enqueue: \(reply)")
+            }
+        }
+        return ids
+    }
+
+    /// Checks one request against the limits; throws `KilnError(.invalidInput/.tooLarge)`.
+    public func validate(_ r: EnqueueRequest) throws {
+        if r.type.isEmpty || r.type.utf8.count > 200 || r.type.contains(where: { $0.isWhitespace }) {
+            throw KilnError(.invalidInput, "invalid job type '\(r.type.prefix(40))': use 1-200 characters without spaces")
+        }
+        guard KeySchema.isValidQueueName(r.options.queue) else {
+            throw KilnError(.invalidInput, "invalid queue name '\(r.options.queue.prefix(40))': use 1-100 letters, digits, '-', '_' or '.'")
+        }
+        if let id = r.options.id, !JobID.isValid(id) {
+            throw KilnError(.invalidInput, "invalid job id '\(id.prefix(40))': use 1-128 printable characters without spaces, braces or colons")
+        }
+        let size = r.payload.utf8.count
+        if size > options.maxPayloadBytes {
+            throw KilnError(.tooLarge, "payload is \(size) bytes, over the limit of \(options.maxPayloadBytes) bytes")
+        }
+        try JSONText.validate(r.payload)
+        if r.options.timeout <= .zero {
+            throw KilnError(.invalidInput, "timeout must be greater than zero")
+        }
+        if r.options.retries < 0 || r.options.retries > 1000 {
+            throw KilnError(.invalidInput, "retries must be between 0 and 1000, got \(r.options.retries)")
+        }
+        if r.options.resultTTL < .milliseconds(1) {
+            throw KilnError(.invalidInput, "result TTL must be at least 1ms")
+        }
+    }
+
+    // MARK: reading
+
+    /// The queue a job lives in: `queue` if given, else found by looking in every known queue.
+    /// Throws `KilnError(.noSuchJob)`.
+    public func locate(_ id: String, queue: String? = nil) async throws -> (queue: String, record: JobRecord) {
+        guard JobID.isValid(id) else {
+            throw KilnError(.invalidInput, "invalid job id '\(id.prefix(40))'")
+        }
+        do {
+            let candidates: [String]
+            if let queue { candidates = [queue] } else {
+                candidates = try await connection.send(["SMEMBERS", keys.queues]).array.compactMap(\.string).sorted()
+            }
+            let replies = try await connection.pipeline(candidates.map { ["HGETALL", keys.job($0, id)] })
+            for (q, reply) in zip(candidates, replies) {
+                if let rec = JobRecord(hash: reply, queue: q) { return (q, rec) }
+            }
+        } catch { throw KilnError.wrap(error) }
+        throw KilnError(.noSuchJob, "no job with id \(id)\(queue.map { " in queue '\($0)'" } ?? "") (never enqueued, or its record expired)")
+    }
+
+    /// The job's current record. Throws `KilnError(.noSuchJob)`.
+    public func record(_ id: String, queue: String? = nil) async throws -> JobRecord {
+        try await locate(id, queue: queue).record
+    }
+
+    /// Per-queue counts: queued (both kinds), running, retrying (scheduled) and dead.
+    public func queueStats() async throws -> [QueueStats] {
+        do {
+            let names = try await connection.send(["SMEMBERS", keys.queues]).array.compactMap(\.string).sorted()
+            var cmds: [[String]] = []
+            for q in names {
+                cmds.append(["LLEN", keys.pending(q, .io)])
+                cmds.append(["LLEN", keys.pending(q, .cpu)])
+                cmds.append(["ZCARD", keys.running(q)])
+                cmds.append(["ZCARD", keys.scheduled(q)])
+                cmds.append(["ZCARD", keys.dead(q)])
+            }
+            let r = try await connection.pipeline(cmds)
+            return names.enumerated().map { i, q in
+                let b = i * 5
+                return QueueStats(name: q, queued: (r[b].int ?? 0) + (r[b + 1].int ?? 0), running: r[b + 2].int ?? 0,
+                                  retrying: r[b + 3].int ?? 0, dead: r[b + 4].int ?? 0)
+            }
+        } catch { throw KilnError.wrap(error) }
+    }
+}
+
+/// Counts for one queue.
+public struct QueueStats: Sendable, Equatable {
+    public var name: String
+    public var queued: Int
+    public var running: Int
+    public var retrying: Int
+    public var dead: Int
+
+    public var json: String {
+        "{\"queue\":\(JSONText.quote(name)),\"queued\":\(queued),\"running\":\(running),\"retrying\":\(retrying),\"dead\":\(dead)}"
+    }
+}

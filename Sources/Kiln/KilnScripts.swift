@@ -1,0 +1,249 @@
+/// The Lua scripts behind every multi-key state change. Each runs atomically in Redis, so a job is
+/// never half-written and never in two states. `version` goes into the script text (and so its
+/// SHA): a worker and a producer of different versions never run each other's scripts by accident.
+///
+/// Conventions: `P` (ARGV[1] of most scripts) is the queue's key prefix `prefix:{queue}:`; the job
+/// hash is `P..'job:'..id` and its done list `P..'done:'..id`. Times are Unix milliseconds.
+public enum KilnScripts {
+    public static let version = 1
+
+    /// Shared helpers prepended to every script.
+    static let prelude = """
+    -- kiln scripts v\(version)
+    local function finalize(P, id, status, now, etype, emsg)
+      local jk = P .. 'job:' .. id
+      redis.call('HSET', jk, 'status', status, 'finished_at', now)
+      if etype then redis.call('HSET', jk, 'error_type', etype, 'error_message', emsg) end
+      local ttl = tonumber(redis.call('HGET', jk, 'result_ttl_ms')) or 86400000
+      if ttl < 1 then ttl = 1 end
+      redis.call('PEXPIRE', jk, ttl)
+      local dk = P .. 'done:' .. id
+      redis.call('DEL', dk)
+      redis.call('RPUSH', dk, status)
+      redis.call('PEXPIRE', dk, ttl)
+    end
+    local function final_failure(P, id, now, etype, emsg, dead_key)
+      -- A job that had retries and used them all (or cannot use them) is dead-lettered.
+      local max = tonumber(redis.call('HGET', P .. 'job:' .. id, 'max_attempts')) or 1
+      local status = etype == 'timeout' and 'timed_out' or 'failed'
+      if max > 1 then
+        status = 'dead'
+        redis.call('ZADD', dead_key, now, id)
+      end
+      finalize(P, id, status, now, etype, emsg)
+      return status
+    end
+
+    """
+
+    /// KEYS: job hash, pending list of its kind. ARGV: id, type, queue, kind, payload,
+    /// max_attempts, timeout_ms, result_ttl_ms, now. Returns 1, or 0 if the id already exists.
+    public static let enqueue = Script(name: "enqueue", body: """
+    if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+    redis.call('HSET', KEYS[1], 'id', ARGV[1], 'type', ARGV[2], 'queue', ARGV[3], 'kind', ARGV[4],
+      'payload', ARGV[5], 'status', 'queued', 'attempts', 0, 'max_attempts', ARGV[6],
+      'timeout_ms', ARGV[7], 'result_ttl_ms', ARGV[8], 'enqueued_at', ARGV[9], 'token', 0)
+    redis.call('LPUSH', KEYS[2], ARGV[1])
+    return 1
+    """)
+
+    /// KEYS: pending list, running zset. ARGV: P, now, count, worker, lease_ms.
+    /// Pops up to `count` ids and leases each runnable one to the worker. Returns a flat array of
+    /// 9 fields per job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms, queue.
+    /// Ids without a record, or whose record is not `queued`, are skipped (never run twice);
+    /// a job cancelled while queued is finalized instead.
+    public static let fetch = Script(name: "fetch", body: """
+    local P, now, count, worker, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+    local out = {}
+    local n = 0
+    while n < count do
+      local id = redis.call('RPOP', KEYS[1])
+      if not id then break end
+      local jk = P .. 'job:' .. id
+      local f = redis.call('HMGET', jk, 'status', 'cancel_requested', 'type', 'payload', 'kind', 'max_attempts', 'timeout_ms', 'queue')
+      local exists = redis.call('EXISTS', jk) == 1
+      if not exists then
+        redis.call('HSET', jk, 'id', id, 'status', 'failed', 'result_ttl_ms', 86400000,
+          'error_type', 'malformed_envelope', 'error_message', 'the id ' .. id .. ' was on the queue but has no job record')
+        finalize(P, id, 'failed', now, nil, nil)
+      elseif f[2] == '1' and (f[1] == 'queued' or not f[1]) then
+        finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled before it ran')
+      elseif f[1] == 'queued' or not f[1] then
+        local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
+        local token = redis.call('HINCRBY', jk, 'token', 1)
+        redis.call('HSET', jk, 'status', 'running', 'started_at', now, 'worker', worker)
+        redis.call('ZADD', KEYS[2], now + lease, id)
+        n = n + 1
+        out[#out + 1] = id
+        out[#out + 1] = tostring(token)
+        out[#out + 1] = tostring(attempts)
+        out[#out + 1] = f[3] or ''
+        out[#out + 1] = f[4] or ''
+        out[#out + 1] = f[5] or ''
+        out[#out + 1] = f[6] or ''
+        out[#out + 1] = f[7] or ''
+        out[#out + 1] = f[8] or ''
+      end
+    end
+    return out
+    """)
+
+    /// KEYS: running, scheduled, dead. ARGV: P, id, token, outcome (succeeded|failed|timed_out|cancelled),
+    /// result_json, error_type, error_message, now, retry_delay_ms (-1: do not retry).
+    /// Fenced: does nothing and returns 'stale' unless the job is running under this token.
+    /// Returns the status the job is left in.
+    public static let finish = Script(name: "finish", body: """
+    local P, id, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+    local now, delay = tonumber(ARGV[8]), tonumber(ARGV[9])
+    local jk = P .. 'job:' .. id
+    local f = redis.call('HMGET', jk, 'token', 'status', 'cancel_requested', 'attempts', 'max_attempts')
+    if f[1] ~= token or f[2] ~= 'running' then return 'stale' end
+    redis.call('ZREM', KEYS[1], id)
+    if outcome == 'succeeded' then
+      redis.call('HSET', jk, 'result', ARGV[5])
+      redis.call('HDEL', jk, 'error_type', 'error_message', 'retry_at')
+      finalize(P, id, 'succeeded', now, nil, nil)
+      return 'succeeded'
+    end
+    if f[3] == '1' then
+      finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled while running')
+      return 'cancelled'
+    end
+    if outcome == 'cancelled' then
+      finalize(P, id, 'cancelled', now, ARGV[6], ARGV[7])
+      return 'cancelled'
+    end
+    if delay >= 0 and (tonumber(f[4]) or 1) < (tonumber(f[5]) or 1) then
+      redis.call('HSET', jk, 'status', 'retrying', 'retry_at', now + delay, 'error_type', ARGV[6], 'error_message', ARGV[7])
+      redis.call('ZADD', KEYS[2], now + delay, id)
+      return 'retrying'
+    end
+    return final_failure(P, id, now, ARGV[6], ARGV[7], KEYS[3])
+    """)
+
+    /// KEYS: pending:io, pending:cpu, scheduled. ARGV: P, id, now, cancel channel.
+    /// Returns 'cancelled' (it was queued or waiting to retry: removed, will never run),
+    /// 'running' (cancel recorded and published; the worker stops it), 'missing', or the final
+    /// status it already had.
+    public static let cancel = Script(name: "cancel", body: """
+    local P, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+    local jk = P .. 'job:' .. id
+    if redis.call('EXISTS', jk) == 0 then return 'missing' end
+    local st = redis.call('HGET', jk, 'status')
+    if st == 'queued' or st == 'retrying' or not st then
+      redis.call('LREM', KEYS[1], 0, id)
+      redis.call('LREM', KEYS[2], 0, id)
+      redis.call('ZREM', KEYS[3], id)
+      finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled before it ran')
+      return 'cancelled'
+    end
+    if st == 'running' then
+      redis.call('HSET', jk, 'cancel_requested', 1)
+      redis.call('PUBLISH', ARGV[4], P .. ' ' .. id)
+      return 'running'
+    end
+    return st
+    """)
+
+    /// KEYS: running. ARGV: P, new lease deadline, then id, token pairs.
+    /// Extends the lease of every job still running under its token. Returns a flat array of
+    /// id, reason pairs for jobs the worker must stop: 'cancel' (cancel requested) or 'lost'
+    /// (the lease was lost and the job belongs to someone else now).
+    public static let extend = Script(name: "extend", body: """
+    local P, deadline = ARGV[1], tonumber(ARGV[2])
+    local out = {}
+    for i = 3, #ARGV, 2 do
+      local id, token = ARGV[i], ARGV[i + 1]
+      local f = redis.call('HMGET', P .. 'job:' .. id, 'token', 'status', 'cancel_requested')
+      if f[1] ~= token or f[2] ~= 'running' then
+        out[#out + 1] = id
+        out[#out + 1] = 'lost'
+      else
+        redis.call('ZADD', KEYS[1], deadline, id)
+        if f[3] == '1' then
+          out[#out + 1] = id
+          out[#out + 1] = 'cancel'
+        end
+      end
+    end
+    return out
+    """)
+
+    /// KEYS: running, scheduled, pending:io, pending:cpu, dead. ARGV: P, now, limit.
+    /// Puts jobs whose lease expired back at the front of their queue (or finalizes them if
+    /// cancelled or out of attempts), moves due retries to their queue, and drops dead-letter
+    /// entries whose record has expired. Returns {reclaimed, promoted, next due time or -1}.
+    public static let reap = Script(name: "reap", body: """
+    local P, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+    local reclaimed, promoted = 0, 0
+    local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
+    for _, id in ipairs(expired) do
+      redis.call('ZREM', KEYS[1], id)
+      local jk = P .. 'job:' .. id
+      local f = redis.call('HMGET', jk, 'status', 'cancel_requested', 'attempts', 'max_attempts', 'kind')
+      if f[1] == 'running' then
+        reclaimed = reclaimed + 1
+        local msg = 'the worker running attempt ' .. (f[3] or '?') .. ' stopped renewing its lease (it crashed, was killed or lost Redis)'
+        if f[2] == '1' then
+          finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled; ' .. msg)
+        elseif (tonumber(f[3]) or 0) >= (tonumber(f[4]) or 1) then
+          final_failure(P, id, now, 'worker_lost', msg, KEYS[5])
+        else
+          redis.call('HSET', jk, 'status', 'queued', 'error_type', 'worker_lost', 'error_message', msg)
+          redis.call('RPUSH', f[5] == 'cpu' and KEYS[4] or KEYS[3], id)
+        end
+      end
+    end
+    local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
+    for _, id in ipairs(due) do
+      redis.call('ZREM', KEYS[2], id)
+      local jk = P .. 'job:' .. id
+      local f = redis.call('HMGET', jk, 'status', 'kind')
+      if f[1] == 'retrying' then
+        promoted = promoted + 1
+        redis.call('HSET', jk, 'status', 'queued')
+        redis.call('LPUSH', f[2] == 'cpu' and KEYS[4] or KEYS[3], id)
+      end
+    end
+    local oldest = redis.call('ZRANGE', KEYS[5], 0, 49)
+    for _, id in ipairs(oldest) do
+      if redis.call('EXISTS', P .. 'job:' .. id) == 0 then redis.call('ZREM', KEYS[5], id) end
+    end
+    local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    local next_due = -1
+    if nxt[2] then next_due = tonumber(nxt[2]) end
+    return {reclaimed, promoted, next_due}
+    """)
+
+    /// KEYS: running, pending list to put it on. ARGV: P, id, token, kind, now.
+    /// Hands a leased job back without counting the attempt: on graceful shutdown, or to move a
+    /// job to the kind of slot its handler needs. Returns 'released', 'cancelled' or 'stale'.
+    public static let release = Script(name: "release", body: """
+    local P, id, token, kind, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+    local jk = P .. 'job:' .. id
+    local f = redis.call('HMGET', jk, 'token', 'status', 'cancel_requested')
+    if f[1] ~= token or f[2] ~= 'running' then return 'stale' end
+    redis.call('ZREM', KEYS[1], id)
+    if f[3] == '1' then
+      finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled while running')
+      return 'cancelled'
+    end
+    redis.call('HINCRBY', jk, 'attempts', -1)
+    redis.call('HSET', jk, 'status', 'queued', 'kind', kind)
+    redis.call('HDEL', jk, 'started_at', 'worker')
+    redis.call('RPUSH', KEYS[2], id)
+    return 'released'
+    """)
+
+    public static let all: [Script] = [enqueue, fetch, finish, cancel, extend, reap, release]
+
+    /// One script: its name (for errors) and full text including the prelude.
+    public struct Script: Sendable, Hashable {
+        public let name: String
+        public let source: String
+        init(name: String, body: String) {
+            self.name = name
+            self.source = KilnScripts.prelude + "-- \(name)\n" + body
+        }
+    }
+}

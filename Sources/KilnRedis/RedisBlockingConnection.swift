@@ -1,0 +1,223 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A connection for one blocking command at a time (BLMOVE, BLPOP) or a subscription.
+///
+/// The command runs on the connection's own thread, which waits with `poll(2)` on the socket and
+/// on an eventfd. Cancelling the calling task signals the eventfd: the thread drops the
+/// connection (the server then forgets the blocked client) and the call throws
+/// `CancellationError` at once. The next call connects again.
+public final class RedisBlockingConnection: @unchecked Sendable {
+    public let configuration: RedisConfiguration
+
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var pending: (args: [String], continuation: CheckedContinuation<RedisValue, Error>)?
+    private var cancelRequested = false
+    private var closed = false
+    private var threadStarted = false
+    private var messageHandler: (@Sendable (RedisValue) -> Void)?
+    /// A self-pipe: writing a byte to `wakeWrite` wakes the thread's `poll`.
+    private let wakeFD: Int32
+    private let wakeWrite: Int32
+
+    public init(configuration: RedisConfiguration) {
+        self.configuration = configuration
+        var fds: [Int32] = [-1, -1]
+        _ = pipe(&fds)
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        self.wakeFD = fds[0]
+        self.wakeWrite = fds[1]
+    }
+
+    deinit {
+        close()
+        Glibc.close(wakeFD)
+        Glibc.close(wakeWrite)
+    }
+
+    /// Stops the thread; a command in flight throws `CancellationError`.
+    public func close() {
+        condition.lock()
+        closed = true
+        cancelRequested = true
+        condition.signal()
+        condition.unlock()
+        wake()
+    }
+
+    private func wake() {
+        var one: UInt8 = 1
+        _ = Glibc.write(wakeWrite, &one, 1)
+    }
+
+    /// Sends a blocking command and waits for its reply, however long the server takes (the
+    /// command's own timeout argument bounds it). Error replies throw `RedisError(.server)`.
+    public func send(_ args: [String]) async throws -> RedisValue {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RedisValue, Error>) in
+                enqueue(args, continuation)
+            }
+        } onCancel: {
+            requestCancel()
+        }
+    }
+
+    /// Subscribes to channels and calls `handler` with each `message` push (as the array
+    /// `["message", channel, payload]`) until the task is cancelled. Reconnects and
+    /// resubscribes after the connection breaks, calling `onReconnect` each time it comes back
+    /// (messages sent while it was down are lost: callers keep a durable fallback).
+    public func subscribe(
+        _ channels: [String],
+        onReconnect: @escaping @Sendable () -> Void = {},
+        handler: @escaping @Sendable (RedisValue) -> Void
+    ) async throws {
+        setHandler(handler)
+        defer { setHandler(nil) }
+        var backoff = Duration.milliseconds(50)
+        var first = true
+        while !Task.isCancelled {
+            do {
+                if !first { onReconnect() }
+                first = false
+                _ = try await send(["SUBSCRIBE"] + channels)
+                backoff = .milliseconds(50)
+            } catch is CancellationError {
+                return
+            } catch {
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(2))
+            }
+        }
+    }
+
+    private func startThreadLocked() {
+        if threadStarted { return }
+        threadStarted = true
+        let thread = Thread { [self] in self.run() }
+        thread.name = "kiln-redis-blocking"
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    private func run() {
+        var context: HiredisContext?
+        while true {
+            condition.lock()
+            while pending == nil && !closed { condition.wait() }
+            guard let (args, continuation) = pending else {
+                condition.unlock()
+                return
+            }
+            condition.unlock()
+            drainWakePipe()
+
+            let result: Result<RedisValue, Error>
+            do {
+                if context == nil { context = try HiredisContext.connect(configuration) }
+                result = .success(try execute(args, on: context!))
+            } catch {
+                result = .failure(error)
+                context = nil  // unknown state, or dropped on purpose to unblock the server side
+            }
+            condition.lock()
+            pending = nil
+            cancelRequested = false
+            condition.unlock()
+            switch result {
+            case .success(let v):
+                if case .error(let e) = v {
+                    continuation.resume(throwing: RedisError(.server, "Redis at \(configuration.address) answered \(args.first ?? "?") with an error: \(e)"))
+                } else {
+                    continuation.resume(returning: v)
+                }
+            case .failure(let e): continuation.resume(throwing: e)
+            }
+        }
+    }
+
+    private func drainWakePipe() {
+        var buf = [UInt8](repeating: 0, count: 64)
+        while Glibc.read(wakeFD, &buf, 64) > 0 {}
+    }
+
+    private func setHandler(_ h: (@Sendable (RedisValue) -> Void)?) {
+        condition.lock()
+        messageHandler = h
+        condition.unlock()
+    }
+
+    private func enqueue(_ args: [String], _ continuation: CheckedContinuation<RedisValue, Error>) {
+        condition.lock()
+        if closed {
+            condition.unlock()
+            continuation.resume(throwing: CancellationError())
+            return
+        }
+        precondition(pending == nil, "RedisBlockingConnection runs one command at a time")
+        pending = (args, continuation)
+        cancelRequested = Task.isCancelled
+        startThreadLocked()
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func requestCancel() {
+        condition.lock()
+        cancelRequested = true
+        condition.unlock()
+        wake()
+    }
+
+    private func isCancelRequested() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return cancelRequested
+    }
+
+    private func execute(_ args: [String], on ctx: HiredisContext) throws -> RedisValue {
+        let name = args.first ?? "?"
+        let subscribing = name.uppercased() == "SUBSCRIBE"
+        ctx.append(args)
+        try ctx.flush(command: name)
+        var confirmations = subscribing ? args.count - 1 : 0
+        while true {
+            while let reply = try ctx.bufferedReply(command: name) {
+                if !subscribing { return reply }
+                if case .error = reply { return reply }
+                let kind = reply.array.first?.string ?? ""
+                if kind == "subscribe" {
+                    confirmations -= 1
+                } else if kind == "message" {
+                    condition.lock()
+                    let handler = messageHandler
+                    condition.unlock()
+                    handler?(reply)
+                }
+                _ = confirmations
+            }
+            if isCancelRequested() { throw CancellationError() }
+            var fds = [pollfd(fd: ctx.fd, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+            let n = poll(&fds, 2, subscribing ? 15_000 : -1)
+            if n < 0 && errno == EINTR { continue }
+            if fds[1].revents != 0 {
+                drainWakePipe()
+                if isCancelRequested() { throw CancellationError() }
+            }
+            if fds[0].revents != 0 {
+                try ctx.readIntoBuffer(command: name)
+            } else if n == 0 && subscribing {
+                // Idle subscription: make sure the server is still there.
+                ctx.append(["PING"])
+                try ctx.flush(command: "PING")
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+
+/// A Redis connection with automatic pipelining, safe to share between many tasks.
+///
+/// One OS thread owns the socket. Callers queue commands and suspend; the thread takes every
+/// queued request at once, appends them all, flushes once, then reads the replies in order and
+/// resumes each caller. Swift's cooperative threads never block on the network.
+///
+/// The connection is made on first use and made again after it breaks: a request that finds no
+/// connection tries to connect once and fails with `RedisError(.connectionFailed)` if it cannot.
+/// Requests in flight when the connection breaks fail with `.connectionLost` (they may have run).
+/// Backoff between attempts is the caller's policy (see the worker's loops).
+///
+/// Blocking commands (BLMOVE, BLPOP, SUBSCRIBE) must not be sent here: use `RedisBlockingConnection`.
+public final class RedisConnection: @unchecked Sendable {
+    public let configuration: RedisConfiguration
+
+    private struct Request {
+        let commands: [[String]]
+        let continuation: CheckedContinuation<[RedisValue], Error>
+    }
+
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var queue: [Request] = []
+    private var closed = false
+    private var threadStarted = false
+
+    public init(configuration: RedisConfiguration) {
+        self.configuration = configuration
+    }
+
+    deinit {
+        condition.lock()
+        closed = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Sends one command and returns its reply. An error reply throws `RedisError(.server)`.
+    @discardableResult
+    public func send(_ args: [String]) async throws -> RedisValue {
+        let reply = try await pipeline([args])[0]
+        if case .error(let e) = reply {
+            throw RedisError(.server, "Redis at \(configuration.address) answered \(args.first ?? "?") with an error: \(e)")
+        }
+        return reply
+    }
+
+    @discardableResult
+    public func send(_ args: String...) async throws -> RedisValue {
+        try await send(args)
+    }
+
+    /// Sends several commands back to back and returns their replies in order. Error replies are
+    /// returned as `.error` values, not thrown; transport failures throw.
+    public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
+        if commands.isEmpty { return [] }
+        return try await withCheckedThrowingContinuation { continuation in
+            condition.lock()
+            if closed {
+                condition.unlock()
+                continuation.resume(throwing: RedisError(.closed, "the connection to Redis at \(configuration.address) was closed"))
+                return
+            }
+            queue.append(Request(commands: commands, continuation: continuation))
+            if !threadStarted {
+                threadStarted = true
+                let thread = Thread { [self] in self.run() }
+                thread.name = "kiln-redis"
+                thread.stackSize = 1 << 20
+                thread.start()
+            }
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    /// Fails queued requests and stops the I/O thread once it is idle.
+    public func close() {
+        condition.lock()
+        closed = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func run() {
+        var context: HiredisContext?
+        while true {
+            condition.lock()
+            while queue.isEmpty && !closed { condition.wait() }
+            if queue.isEmpty && closed {
+                condition.unlock()
+                return
+            }
+            let batch = queue
+            queue.removeAll(keepingCapacity: true)
+            condition.unlock()
+
+            if context == nil {
+                do {
+                    context = try HiredisContext.connect(configuration)
+                } catch {
+                    for r in batch { r.continuation.resume(throwing: error) }
+                    continue
+                }
+            }
+            guard let ctx = context else { continue }
+            for r in batch { for c in r.commands { ctx.append(c) } }
+            var index = 0
+            do {
+                while index < batch.count {
+                    let r = batch[index]
+                    var replies: [RedisValue] = []
+                    replies.reserveCapacity(r.commands.count)
+                    for c in r.commands { replies.append(try ctx.readReply(command: c.first ?? "?")) }
+                    index += 1
+                    r.continuation.resume(returning: replies)
+                }
+            } catch {
+                // The socket is in an unknown state: drop it and fail everything not yet answered.
+                context = nil
+                for r in batch[index...] { r.continuation.resume(throwing: error) }
+            }
+        }
+    }
+}

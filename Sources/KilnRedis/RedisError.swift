@@ -1,0 +1,37 @@
+/// An error from the Redis client. `message` is one sentence a user can act on; it names the
+/// server (`host:port` or socket path) and, where there is one, the command. It never contains a password.
+public struct RedisError: Error, Sendable, CustomStringConvertible, Equatable {
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        let raw: String
+        /// The URL given for the server could not be parsed.
+        public static let invalidURL = Code(raw: "invalid_url")
+        /// No connection could be made (refused, unreachable, timed out).
+        public static let connectionFailed = Code(raw: "connection_failed")
+        /// The connection broke or timed out while a command was in flight; the command may or may not have run.
+        public static let connectionLost = Code(raw: "connection_lost")
+        /// The server rejected the credentials.
+        public static let authenticationFailed = Code(raw: "authentication_failed")
+        /// The server answered the command with an error reply.
+        public static let server = Code(raw: "server_error")
+        /// A reply did not have the shape the caller expected.
+        public static let unexpectedReply = Code(raw: "unexpected_reply")
+        /// The connection was closed by its owner.
+        public static let closed = Code(raw: "closed")
+        public var description: String { raw }
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    /// True for errors after which retrying the same command later may succeed (network trouble).
+    public var isTransient: Bool {
+        code == .connectionFailed || code == .connectionLost
+    }
+}
