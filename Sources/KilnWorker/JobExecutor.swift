@@ -1,0 +1,148 @@
+import Foundation
+import Kiln
+import KilnRedis
+import Logging
+import ServiceLifecycle
+
+/// Fetches jobs and runs them: one fetch loop per queue and kind, each taking free slots first and
+/// then leasing at most that many jobs in one script call. I/O jobs run as child tasks on the
+/// async loop (up to `concurrency`); CPU jobs go to the process pool (up to `processes`).
+///
+/// On graceful shutdown it stops fetching, lets running jobs finish for `shutdownGrace`, then
+/// stops the rest, which hand their jobs back to the queue.
+public struct JobExecutor: Service {
+    let options: WorkerOptions
+    let runner: JobRunner
+    let keys: KeySchema
+    let scripts: ScriptRunner
+    let running: RunningJobs
+    let ioSlots: SlotPool
+    let cpuSlots: SlotPool?
+    let logger: Logger
+
+    public func run() async throws {
+        let grace = options.shutdownGrace
+        let running = self.running
+        let logger = self.logger
+        await withTaskGroup(of: Bool.self) { outer in
+            outer.addTask {
+                await withDiscardingTaskGroup { loops in
+                    for queue in options.queues {
+                        loops.addTask { await fetchLoop(queue: queue, kind: .io, slots: ioSlots) }
+                        if let cpuSlots {
+                            loops.addTask { await fetchLoop(queue: queue, kind: .cpu, slots: cpuSlots) }
+                        }
+                    }
+                }
+                return true
+            }
+            outer.addTask {
+                do { try await gracefulShutdown() } catch { return false }
+                let n = running.count
+                if n > 0 { logger.info("shutting down: waiting up to \(KilnDuration.format(grace)) for \(n) running job(s)") }
+                do { try await Task.sleep(for: grace) } catch { return false }
+                if running.count > 0 {
+                    logger.warning("shutdown grace over: stopping \(running.count) job(s) and handing them back to the queue")
+                }
+                running.stopAll(.shutdown)
+                return false
+            }
+            while let finished = await outer.next() {
+                if finished {
+                    outer.cancelAll()
+                    break
+                }
+            }
+        }
+    }
+
+    private func fetchLoop(queue: String, kind: JobKind, slots: SlotPool) async {
+        var log = logger
+        log[metadataKey: "queue"] = "\(queue)"
+        log[metadataKey: "kind"] = "\(kind.rawValue)"
+        let waiter = RedisBlockingConnection(configuration: options.redis)
+        defer { waiter.close() }
+        let pendingKey = keys.pending(queue, kind)
+        let leaseMs = String(KilnDuration.milliseconds(options.lease))
+        var outage = OutageTracker(what: "fetch jobs", logger: log)
+        await withDiscardingTaskGroup { jobs in
+            while true {
+                let n: Int
+                do {
+                    n = try await cancelWhenGracefulShutdown { try await slots.acquire(max: options.fetchBatch) }
+                } catch { break }
+                let leased: [LeasedJob]
+                do {
+                    let reply = try await scripts.run(
+                        KilnScripts.fetch, keys: [pendingKey, keys.running(queue)],
+                        args: [keys.queuePrefix(queue), String(JobRunner.nowMs()), String(n), options.name, leaseMs])
+                    leased = LeasedJob.parse(reply, queue: queue)
+                    outage.succeeded()
+                } catch {
+                    slots.release(n)
+                    if await !outage.failed(error) { break }
+                    continue
+                }
+                if leased.count < n { slots.release(n - leased.count) }
+                for job in leased {
+                    jobs.addTask {
+                        await runner.run(job)
+                        slots.release(1)
+                    }
+                }
+                if leased.isEmpty {
+                    // Idle: block until the list has an element. Rotating the list onto itself
+                    // (RIGHT to RIGHT) leaves it unchanged, so this only waits, it takes nothing.
+                    do {
+                        _ = try await cancelWhenGracefulShutdown {
+                            try await waiter.send(["BLMOVE", pendingKey, pendingKey, "RIGHT", "RIGHT", "5"])
+                        }
+                    } catch is CancellationError {
+                        break
+                    } catch {
+                        if await !outage.failed(error) { break }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Logs a Redis outage once (not once per command), backs off between attempts with a cap, and
+/// logs again when Redis is back.
+struct OutageTracker {
+    let what: String
+    let logger: Logger
+    private var since: ContinuousClock.Instant?
+    private var delay = Duration.milliseconds(100)
+
+    init(what: String, logger: Logger) {
+        self.what = what
+        self.logger = logger
+    }
+
+    mutating func succeeded() {
+        if let since {
+            logger.info("Redis is reachable again; resumed (outage lasted \(KilnDuration.format(ContinuousClock.now - since)))")
+            self.since = nil
+            delay = .milliseconds(100)
+        }
+    }
+
+    /// Records a failure and waits before the next attempt. Returns false if shutdown or
+    /// cancellation interrupted the wait.
+    mutating func failed(_ error: Error) async -> Bool {
+        if since == nil {
+            since = .now
+            logger.error("cannot \(what): \(error); retrying with backoff")
+        }
+        let d = delay
+        delay = min(delay * 2, .seconds(2))
+        do {
+            try await cancelWhenGracefulShutdown { try await Task.sleep(for: d) }
+            return true
+        } catch {
+            return false
+        }
+    }
+}

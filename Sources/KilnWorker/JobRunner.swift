@@ -1,0 +1,215 @@
+import Foundation
+import Kiln
+import KilnRedis
+import Logging
+
+/// Runs one leased job to its end: checks the envelope, runs the handler on the async loop or in
+/// the pool under its timeout, and writes the outcome with the fenced `finish` script.
+struct JobRunner: Sendable {
+    let options: WorkerOptions
+    let registry: JobRegistry
+    let keys: KeySchema
+    let scripts: ScriptRunner
+    let pool: ProcessPool?
+    let running: RunningJobs
+    let logger: Logger
+
+    /// How an attempt ended, before it is written.
+    enum Outcome: Sendable {
+        case succeeded(String)
+        case failed(type: String, message: String, retryable: Bool)
+        case timedOut
+        case stopped(StopReason)
+    }
+
+    func run(_ job: LeasedJob) async {
+        var log = logger
+        log[metadataKey: "job.id"] = "\(job.id)"
+        log[metadataKey: "job.type"] = "\(job.type)"
+        log[metadataKey: "attempt"] = "\(job.attempt)"
+        let signal = StopSignal()
+        running.add(job.id, .init(queue: job.queue, token: job.token, signal: signal))
+        defer { running.remove(job.id) }
+
+        if let problem = job.envelopeProblem {
+            log.warning("job rejected: \(problem)")
+            await write(job, .failed(type: "malformed_envelope", message: problem, retryable: false), log: log)
+            return
+        }
+        guard let handler = registry.handler(for: job.type) else {
+            let msg = "no handler registered for job type '\(job.type)' on worker \(options.name)"
+            log.warning("job rejected: \(msg)")
+            await write(job, .failed(type: "unknown_type", message: msg, retryable: false), log: log)
+            return
+        }
+        if job.kind == .io, handler.kind == .cpu {
+            // A synchronous CPU handler never runs on the async loop: send it to the pool's queue.
+            await release(job, to: .cpu, log: log)
+            return
+        }
+        if job.kind == .cpu, pool == nil {
+            await release(job, to: .cpu, log: log)
+            return
+        }
+        let timeout = Duration.milliseconds(job.timeoutMs ?? 300_000)
+        log.info("job started", metadata: ["kind": "\(job.kind.rawValue)", "queue": "\(job.queue)"])
+        let started = ContinuousClock.now
+        let outcome = await execute(job, handler: handler, timeout: timeout, signal: signal, log: log)
+        let elapsed = ContinuousClock.now - started
+        if case .stopped(.shutdown) = outcome {
+            await release(job, to: job.kind, log: log)
+            return
+        }
+        let status = await write(job, outcome, log: log)
+        log.info("job finished", metadata: ["status": "\(status)", "ms": "\(KilnDuration.milliseconds(elapsed))"])
+    }
+
+    /// Races the handler against the job's deadline and its stop signal.
+    private func execute(_ job: LeasedJob, handler: JobRegistry.Handler, timeout: Duration, signal: StopSignal, log: Logger) async -> Outcome {
+        let context = JobContext(id: job.id, type: job.type, queue: job.queue, attempt: job.attempt,
+                                 maxAttempts: job.maxAttempts, timeout: timeout, logger: log)
+        let pool = self.pool
+        let deadline = ContinuousClock.now + timeout
+        return await withTaskGroup(of: Outcome?.self) { group in
+            group.addTask {
+                if job.kind == .cpu, let pool {
+                    let poolJob = PoolJob(id: job.id, type: job.type, queue: job.queue, payload: job.payload,
+                                          attempt: job.attempt, maxAttempts: job.maxAttempts, timeoutMs: job.timeoutMs ?? 300_000)
+                    switch await pool.execute(poolJob) {
+                    case .succeeded(let r): return .succeeded(r)
+                    case .failed(let t, let m, let retry): return .failed(type: t, message: m, retryable: retry)
+                    case .crashed(let why): return .failed(type: "crash", message: why, retryable: true)
+                    case .killed: return nil
+                    }
+                }
+                do {
+                    switch handler {
+                    case .io(let body): return .succeeded(try await body(job.payload, context))
+                    case .cpu(let body): return .succeeded(try body(job.payload, context))  // only without a pool (never: released above)
+                    }
+                } catch let f as JobFailure {
+                    return .failed(type: f.type, message: f.message, retryable: f.retryable)
+                } catch is CancellationError where Task.isCancelled {
+                    return nil
+                } catch {
+                    return .failed(type: "error", message: String(describing: error), retryable: true)
+                }
+            }
+            group.addTask {
+                do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return nil }
+                return .timedOut
+            }
+            group.addTask {
+                guard let reason = await signal.wait() else { return nil }
+                return .stopped(reason)
+            }
+            var result: Outcome = .stopped(.leaseLost)
+            while let next = await group.next() {
+                if let next {
+                    result = next
+                    break
+                }
+            }
+            group.cancelAll()
+            return result
+        }
+    }
+
+    /// Writes the outcome with the fenced finish script, retrying while Redis is unreachable.
+    @discardableResult
+    private func write(_ job: LeasedJob, _ outcome: Outcome, log: Logger) async -> String {
+        var resultText = ""
+        var errType = ""
+        var errMsg = ""
+        var word = "failed"
+        var delay: Int64 = -1
+        switch outcome {
+        case .succeeded(let r):
+            word = "succeeded"
+            resultText = r
+            if r.utf8.count > options.maxResultBytes {
+                word = "failed"
+                errType = "result_too_large"
+                errMsg = "result is \(r.utf8.count) bytes, over the limit of \(options.maxResultBytes) bytes"
+                resultText = ""
+            }
+        case .failed(let t, let m, let retryable):
+            errType = t
+            errMsg = m
+            if retryable { delay = backoffMs(attempt: job.attempt) }
+        case .timedOut:
+            word = "timed_out"
+            errType = "timeout"
+            errMsg = "timed out after \(KilnDuration.format(.milliseconds(job.timeoutMs ?? 0)))"
+            delay = backoffMs(attempt: job.attempt)
+        case .stopped(.cancel):
+            word = "cancelled"
+            errType = "cancelled"
+            errMsg = "cancelled while running"
+        case .stopped(.leaseLost):
+            log.warning("job stopped: its lease was lost and another worker owns it now; nothing written")
+            return "lease_lost"
+        case .stopped(.shutdown):
+            return "released"
+        }
+        let args = [keys.queuePrefix(job.queue), job.id, job.token, word, resultText, errType, errMsg,
+                    String(Self.nowMs()), String(delay)]
+        let status = await retrying(log: log, what: "write the result") {
+            try await scripts.run(KilnScripts.finish, keys: [keys.running(job.queue), keys.scheduled(job.queue), keys.dead(job.queue)], args: args).string ?? "?"
+        }
+        if status == "stale" {
+            log.warning("result discarded: this attempt no longer holds the job's lease (a newer attempt owns it)")
+        } else if status == "retrying" {
+            log.info("job will retry", metadata: ["error": "\(errMsg)", "delay_ms": "\(delay)"])
+        }
+        return status ?? "unwritten"
+    }
+
+    private func release(_ job: LeasedJob, to kind: JobKind, log: Logger) async {
+        let r = await retrying(log: log, what: "hand the job back") {
+            try await scripts.run(KilnScripts.release, keys: [keys.running(job.queue), keys.pending(job.queue, kind)],
+                                  args: [keys.queuePrefix(job.queue), job.id, job.token, kind.rawValue, String(Self.nowMs())]).string ?? "?"
+        }
+        log.info("job handed back to the queue", metadata: ["to": "\(kind.rawValue)", "outcome": "\(r ?? "unwritten")"])
+    }
+
+    /// Retries a Redis write through outages for up to one lease; after that the reaper's
+    /// reclaim makes the write moot (the attempt is fenced).
+    private func retrying(log: Logger, what: String, _ body: @escaping @Sendable () async throws -> String) async -> String? {
+        let lease = options.lease
+        // Unstructured on purpose: the outcome of an attempt that ran must be written even if the
+        // job's task is cancelled (forced shutdown), so the write must not inherit cancellation.
+        let write = Task<String?, Never> {
+            let giveUp = ContinuousClock.now + lease
+            var wait = Duration.milliseconds(50)
+            var warned = false
+            while true {
+                do {
+                    return try await body()
+                } catch {
+                    if ContinuousClock.now + wait > giveUp {
+                        log.error("could not \(what): \(error); the reaper will put the job back after its lease expires")
+                        return nil
+                    }
+                    if !warned {
+                        log.warning("could not \(what), retrying: \(error)")
+                        warned = true
+                    }
+                    // A bounded retry of a write while Redis is away, not a poll for state.
+                    try? await Task.sleep(for: wait)
+                    wait = min(wait * 2, .seconds(1))
+                }
+            }
+        }
+        return await write.value
+    }
+
+    func backoffMs(attempt: Int) -> Int64 {
+        let base = Double(KilnDuration.milliseconds(options.retryBackoff))
+        let exp = base * pow(2, Double(min(max(attempt - 1, 0), 30)))
+        let jittered = exp * (1 + Double.random(in: 0..<0.5))
+        return Int64(min(jittered, 3_600_000))
+    }
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}

@@ -1,0 +1,90 @@
+import Synchronization
+
+/// Why a running job is being stopped from outside its handler.
+enum StopReason: Sendable, Equatable {
+    /// Someone cancelled it (`kiln cancel`).
+    case cancel
+    /// Its lease was lost: another worker owns the job now; write nothing.
+    case leaseLost
+    /// The worker is shutting down and the grace period is over: hand it back to the queue.
+    case shutdown
+}
+
+/// A one-shot signal a job's watcher waits on. The first `stop` wins.
+final class StopSignal: Sendable {
+    private struct State {
+        var reason: StopReason?
+        var waiters: [Int: CheckedContinuation<StopReason?, Never>] = [:]
+        var next = 0
+    }
+    private let state = Mutex(State())
+
+    var reason: StopReason? { state.withLock { $0.reason } }
+
+    func stop(_ reason: StopReason) {
+        let waiters: [CheckedContinuation<StopReason?, Never>] = state.withLock { s in
+            guard s.reason == nil else { return [] }
+            s.reason = reason
+            defer { s.waiters.removeAll() }
+            return Array(s.waiters.values)
+        }
+        for w in waiters { w.resume(returning: reason) }
+    }
+
+    /// Waits for a stop; returns `nil` if the waiting task is cancelled first.
+    func wait() async -> StopReason? {
+        let id = state.withLock { s -> Int in
+            s.next += 1
+            return s.next
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<StopReason?, Never>) in
+                let immediate: StopReason?? = state.withLock { s in
+                    if let r = s.reason { return .some(r) }
+                    if Task.isCancelled { return .some(nil) }
+                    s.waiters[id] = c
+                    return .none
+                }
+                if let immediate { c.resume(returning: immediate) }
+            }
+        } onCancel: {
+            let c = state.withLock { $0.waiters.removeValue(forKey: id) }
+            c?.resume(returning: nil)
+        }
+    }
+}
+
+/// The jobs running in this worker, for the lease keeper, the cancel listener and shutdown.
+final class RunningJobs: Sendable {
+    struct Entry: Sendable {
+        let queue: String
+        let token: String
+        let signal: StopSignal
+    }
+    private let jobs = Mutex<[String: Entry]>([:])
+
+    func add(_ id: String, _ entry: Entry) { jobs.withLock { $0[id] = entry } }
+    func remove(_ id: String) { jobs.withLock { _ = $0.removeValue(forKey: id) } }
+    var count: Int { jobs.withLock { $0.count } }
+
+    /// Running jobs grouped by queue: id and token, for lease renewal.
+    func byQueue() -> [String: [(id: String, token: String)]] {
+        jobs.withLock { all in
+            var out: [String: [(id: String, token: String)]] = [:]
+            for (id, e) in all { out[e.queue, default: []].append((id, e.token)) }
+            return out
+        }
+    }
+
+    /// Stops one job if it runs here; returns whether it did.
+    @discardableResult
+    func stop(_ id: String, _ reason: StopReason) -> Bool {
+        guard let e = jobs.withLock({ $0[id] }) else { return false }
+        e.signal.stop(reason)
+        return true
+    }
+
+    func stopAll(_ reason: StopReason) {
+        for e in jobs.withLock({ Array($0.values) }) { e.signal.stop(reason) }
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Kiln
+import KilnRedis
+import Logging
+import ServiceLifecycle
+
+/// A Kiln worker: serves queues with an async executor for I/O jobs and a pool of child
+/// processes for CPU jobs, renews leases, reaps expired ones and listens for cancels.
+///
+/// ```swift
+/// var jobs = JobRegistry()
+/// jobs.io("greet", payload: String.self) { name, _ in "hello \(name)" }
+/// PoolChild.runIfChild(registry: jobs)   // first thing in main: pool children stop here
+/// try await Worker(options: WorkerOptions(), registry: jobs, logger: logger).run()
+/// ```
+/// The pool's children are this same executable started again in child mode, so a binary that
+/// calls `PoolChild.runIfChild` early gets a process pool for its own CPU handlers.
+public struct Worker: Sendable {
+    public let options: WorkerOptions
+    public let registry: JobRegistry
+    public let logger: Logger
+    /// The parts, in start order; shutdown runs in reverse (executor first, pool last).
+    public let services: [any Service]
+    let running: RunningJobs
+    let connection: RedisConnection
+
+    public init(options: WorkerOptions, registry: JobRegistry, logger: Logger = Logger(label: "kiln.worker")) throws {
+        try options.validate()
+        self.options = options
+        self.registry = registry
+        var log = logger
+        log[metadataKey: "worker"] = "\(options.name)"
+        self.logger = log
+        let keys = KeySchema(prefix: options.prefix)
+        let connection = RedisConnection(configuration: options.redis)
+        self.connection = connection
+        let scripts = ScriptRunner(connection: connection)
+        let running = RunningJobs()
+        self.running = running
+        let pool = options.processes > 0
+            ? ProcessPool(size: options.processes, logger: log, killGrace: options.killGrace) : nil
+        let runner = JobRunner(options: options, registry: registry, keys: keys, scripts: scripts, pool: pool, running: running, logger: log)
+        let leases = LeaseKeeper(options: options, keys: keys, scripts: scripts, running: running, logger: log)
+        let executor = JobExecutor(
+            options: options, runner: runner, keys: keys, scripts: scripts, running: running,
+            ioSlots: SlotPool(capacity: options.concurrency),
+            cpuSlots: pool.map { SlotPool(capacity: $0.size) }, logger: log)
+        var services: [any Service] = []
+        if let pool { services.append(pool) }
+        services.append(leases)
+        services.append(Reaper(options: options, keys: keys, scripts: scripts, logger: log))
+        services.append(CancelListener(options: options, keys: keys, running: running, leases: leases, logger: log))
+        services.append(executor)
+        self.services = services
+    }
+
+    /// Checks that Redis is reachable with these credentials; throws a one-line error if not.
+    public func checkConnection() async throws {
+        do {
+            _ = try await connection.send(["PING"])
+        } catch { throw KilnError(.redis, (error as? RedisError)?.message ?? "\(error)") }
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    public func run() async throws {
+        PoolChild.runIfChild(registry: registry)
+        try await checkConnection()
+        logger.info("worker started", metadata: [
+            "queues": "\(options.queues.joined(separator: ","))", "concurrency": "\(options.concurrency)",
+            "processes": "\(options.processes)", "redis": "\(options.redis)",
+        ])
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+        connection.close()
+        logger.info("worker stopped")
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Kiln
+import KilnRedis
+
+/// Settings of a worker process. Every field has a documented default; the `kiln worker` flags
+/// and `KILN_*` environment variables map onto them.
+public struct WorkerOptions: Sendable {
+    /// Redis location (`--redis`, `KILN_REDIS_URL`). Default `redis://127.0.0.1:6379`.
+    public var redis: RedisConfiguration
+    /// Key prefix (`--prefix`, `KILN_PREFIX`). Default `kiln`.
+    public var prefix: String
+    /// Queues served, in priority order (`--queues`). Default `["default"]`.
+    public var queues: [String]
+    /// I/O jobs run at once on the async loop (`--concurrency`). Default 256.
+    public var concurrency: Int
+    /// Child processes for CPU jobs (`--processes`). Default: the number of cores.
+    public var processes: Int
+    /// Lease a worker takes on each job, renewed every third of it while the job runs
+    /// (`--lease`). A job whose worker dies runs again elsewhere this long after the last renewal.
+    /// Default 30 s.
+    public var lease: Duration
+    /// On SIGTERM/SIGINT, how long running jobs may take to finish before they are stopped and
+    /// handed back to the queue (`--shutdown-grace`). Default 30 s.
+    public var shutdownGrace: Duration
+    /// The first retry's delay; each further retry doubles it, plus up to 50% random jitter,
+    /// capped at one hour (`--retry-backoff`). Default 1 s.
+    public var retryBackoff: Duration
+    /// How often the reaper looks for expired leases and due retries. Default 1 s.
+    public var reapInterval: Duration
+    /// Most jobs one fetch call takes (bounded by free slots). Default 64.
+    public var fetchBatch: Int
+    /// Largest result stored, in bytes; a larger one fails the job (`result_too_large`). Default 1 MiB.
+    public var maxResultBytes: Int
+    /// Grace between SIGTERM and SIGKILL when a CPU job's child is stopped. Default 2 s.
+    public var killGrace: Duration
+    /// This worker's name in records and logs (`--name`). Default `host:pid`.
+    public var name: String
+
+    public init(
+        redis: RedisConfiguration = RedisConfiguration(),
+        prefix: String = "kiln",
+        queues: [String] = ["default"],
+        concurrency: Int = 256,
+        processes: Int = ProcessInfo.processInfo.activeProcessorCount,
+        lease: Duration = .seconds(30),
+        shutdownGrace: Duration = .seconds(30),
+        retryBackoff: Duration = .seconds(1),
+        reapInterval: Duration = .seconds(1),
+        fetchBatch: Int = 64,
+        maxResultBytes: Int = 1 << 20,
+        killGrace: Duration = .seconds(2),
+        name: String = WorkerOptions.defaultName
+    ) {
+        self.redis = redis
+        self.prefix = prefix
+        self.queues = queues
+        self.concurrency = concurrency
+        self.processes = processes
+        self.lease = lease
+        self.shutdownGrace = shutdownGrace
+        self.retryBackoff = retryBackoff
+        self.reapInterval = reapInterval
+        self.fetchBatch = fetchBatch
+        self.maxResultBytes = maxResultBytes
+        self.killGrace = killGrace
+        self.name = name
+    }
+
+    public static var defaultName: String {
+        "\(ProcessInfo.processInfo.hostName):\(getpid())"
+    }
+
+    /// Checks the options; throws `KilnError(.invalidInput)` naming the bad one.
+    public func validate() throws {
+        if queues.isEmpty { throw KilnError(.invalidInput, "no queues given: name at least one with --queues") }
+        for q in queues where !KeySchema.isValidQueueName(q) {
+            throw KilnError(.invalidInput, "invalid queue name '\(q.prefix(40))': use 1-100 letters, digits, '-', '_' or '.'")
+        }
+        if !KeySchema.isValidPrefix(prefix) {
+            throw KilnError(.invalidInput, "invalid key prefix '\(prefix.prefix(70))'")
+        }
+        if concurrency < 1 || concurrency > 1_000_000 { throw KilnError(.invalidInput, "--concurrency must be from 1 to 1000000, got \(concurrency)") }
+        if processes < 0 || processes > 1024 { throw KilnError(.invalidInput, "--processes must be from 0 to 1024, got \(processes)") }
+        if lease < .milliseconds(300) { throw KilnError(.invalidInput, "--lease must be at least 300ms, got \(KilnDuration.format(lease))") }
+        if fetchBatch < 1 { throw KilnError(.invalidInput, "fetch batch must be at least 1") }
+    }
+}
