@@ -1,0 +1,150 @@
+import ArgumentParser
+import Foundation
+import Kiln
+
+struct EnqueueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enqueue",
+        abstract: "Enqueue a job and print its id (or, with --wait, its result).",
+        discussion: """
+        Bulk: --batch FILE (or - for stdin) reads JSON lines {"type":…, "payload":…, "queue"?:…, \
+        "timeout"?:…, "retries"?:…} and prints one id per line, in input order. Every line is checked \
+        before anything is written.
+        """)
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "The job type (handler name), e.g. echo, sleep, cpu.spin.")
+    var type: String?
+
+    @Argument(help: "The payload as JSON. Default: null.")
+    var payload: String?
+
+    @Option(help: "Queue to put the job on.") var queue: String = "default"
+    @Option(help: ArgumentHelp("How long one attempt may run.", valueName: "duration")) var timeout: DurationArgument = .init(.seconds(300))
+    @Option(help: "How many times a failed attempt is retried.") var retries: Int = 3
+    @Option(name: .customLong("result-ttl"), help: ArgumentHelp("How long the result is kept.", valueName: "duration")) var resultTTL: DurationArgument = .init(.seconds(86_400))
+    @Flag(help: "Run the job in the worker's process pool.") var cpu = false
+    @Flag(help: "Run the job on the worker's async loop.") var io = false
+    @Option(help: ArgumentHelp("Use this job id instead of a new one (enqueue is then idempotent).", valueName: "id")) var id: String?
+    @Flag(help: "Wait for the job and print its result.") var wait = false
+    @Option(name: .customLong("wait-timeout"), help: ArgumentHelp("How long --wait waits.", valueName: "duration")) var waitTimeout: DurationArgument = .init(.seconds(300))
+    @Flag(help: "Print the whole record as one JSON object.") var json = false
+    @Option(help: ArgumentHelp("Read JSON lines of jobs from FILE, or - for stdin.", valueName: "file")) var batch: String?
+    @Option(name: .customLong("max-payload"), help: "Largest payload accepted, in bytes (also $KILN_MAX_PAYLOAD).") var maxPayload: Int?
+
+    func validate() throws {
+        if cpu && io { throw ValidationError("--cpu and --io cannot be used together") }
+        if batch != nil && (type != nil || payload != nil) { throw ValidationError("--batch takes no TYPE or PAYLOAD arguments") }
+        if batch == nil && type == nil { throw ValidationError("missing job TYPE (or --batch FILE)") }
+        if batch != nil && wait { throw ValidationError("--wait cannot be used with --batch") }
+        if retries < 0 || retries > 1000 { throw ValidationError("--retries must be from 0 to 1000") }
+    }
+
+    var payloadLimit: Int {
+        maxPayload ?? ProcessInfo.processInfo.environment["KILN_MAX_PAYLOAD"].flatMap { Int($0) } ?? (1 << 20)
+    }
+
+    func run() async throws {
+        let client = try connection.client(maxPayloadBytes: payloadLimit)
+        defer { client.close() }
+        if let batch {
+            let requests = try BatchReader.read(batch, defaults: options(), limit: payloadLimit)
+            for id in try await client.enqueueBatch(requests) { print(id) }
+            return
+        }
+        let handle = try await client.enqueue(type!, json: payload ?? "null", options: options())
+        guard wait else {
+            if json { print(try await handle.record().json) } else { print(handle.id) }
+            return
+        }
+        let record = try await client.wait(handle.id, queue: handle.queue, timeout: waitTimeout.value)
+        try RecordPrinter.printOutcome(record, json: json)
+    }
+
+    func options() -> JobOptions {
+        JobOptions(queue: queue, timeout: timeout.value, retries: retries, resultTTL: resultTTL.value,
+                   kind: cpu ? .cpu : (io ? .io : nil), id: id)
+    }
+}
+
+/// Reads `--batch` JSON lines into requests.
+enum BatchReader {
+    static func read(_ source: String, defaults: JobOptions, limit: Int) throws -> [EnqueueRequest] {
+        let data: Data
+        if source == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let d = FileManager.default.contents(atPath: source) else {
+                throw KilnError(.invalidInput, "cannot read batch file '\(source)'")
+            }
+            data = d
+        }
+        var out: [EnqueueRequest] = []
+        for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let text = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            if text.isEmpty { continue }
+            do {
+                out.append(try parse(text, defaults: defaults, limit: limit))
+            } catch let e as KilnError {
+                throw KilnError(e.code, "batch line \(n + 1): \(e.message)")
+            }
+        }
+        return out
+    }
+
+    static func parse(_ text: String, defaults: JobOptions, limit: Int) throws -> EnqueueRequest {
+        if text.utf8.count > limit + 64 * 1024 {
+            throw KilnError(.tooLarge, "line is \(text.utf8.count) bytes, over the payload limit of \(limit) bytes")
+        }
+        guard let obj = (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [])) as? [String: Any] else {
+            throw KilnError(.invalidInput, "not a JSON object")
+        }
+        let allowed: Set<String> = ["type", "payload", "queue", "timeout", "retries", "result_ttl", "kind", "id"]
+        if let extra = obj.keys.first(where: { !allowed.contains($0) }) {
+            throw KilnError(.invalidInput, "unknown field '\(extra)' (expected type, payload, queue, timeout, retries, result_ttl, kind, id)")
+        }
+        guard let type = obj["type"] as? String else { throw KilnError(.invalidInput, "missing string field 'type'") }
+        var options = defaults
+        if let q = obj["queue"] { guard let q = q as? String else { throw KilnError(.invalidInput, "'queue' must be a string") }; options.queue = q }
+        if let t = obj["timeout"] { options.timeout = try duration(t, "timeout") }
+        if let t = obj["result_ttl"] { options.resultTTL = try duration(t, "result_ttl") }
+        if let r = obj["retries"] {
+            guard let r = r as? Int, !(obj["retries"] is Bool) else { throw KilnError(.invalidInput, "'retries' must be a whole number") }
+            options.retries = r
+        }
+        if let k = obj["kind"] {
+            guard let k = k as? String, let kind = JobKind(rawValue: k) else { throw KilnError(.invalidInput, "'kind' must be \"io\" or \"cpu\"") }
+            options.kind = kind
+        }
+        if let i = obj["id"] { guard let i = i as? String else { throw KilnError(.invalidInput, "'id' must be a string") }; options.id = i }
+        var payload = "null"
+        if let p = obj["payload"] {
+            payload = String(decoding: try JSONSerialization.data(withJSONObject: p, options: [.fragmentsAllowed, .withoutEscapingSlashes]), as: UTF8.self)
+        }
+        return EnqueueRequest(type: type, payload: payload, options: options)
+    }
+
+    /// A timeout field: a duration string ("30s") or a number of seconds.
+    static func duration(_ v: Any, _ name: String) throws -> Duration {
+        if let s = v as? String { return try KilnDuration.parse(s) }
+        if let n = v as? Double, !(v is Bool), n > 0 { return .milliseconds(Int64(n * 1000)) }
+        throw KilnError(.invalidInput, "'\(name)' must be a duration such as \"30s\" or a number of seconds")
+    }
+}
+
+/// Prints a finished job the way `--wait` and `result` do, and picks the exit code.
+enum RecordPrinter {
+    static func printOutcome(_ record: JobRecord, json: Bool) throws {
+        if json { print(record.json) }
+        if record.status == .succeeded {
+            if !json { print(record.result ?? "null") }
+            return
+        }
+        if !record.isFinal {
+            throw CLIExit(code: 3, message: json ? nil : "job \(record.id) has not finished (status: \(record.statusText))")
+        }
+        let why = record.error.map { ": \($0.message)" } ?? ""
+        throw CLIExit(code: 4, message: "job \(record.id) ended \(record.statusText)\(why)")
+    }
+}
