@@ -48,7 +48,8 @@ extension KilnClient {
             } catch let e as KilnError where e.code == .waitTimedOut {
                 return .stopping
             }
-        case let other: return .alreadyFinished(other)
+        case let other where other.hasPrefix("finished:"): return .alreadyFinished(String(other.dropFirst(9)))
+        case let other: throw KilnError(.protocolViolation, "unexpected reply to cancel: \(other)")
         }
     }
 }

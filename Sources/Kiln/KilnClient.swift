@@ -41,7 +41,9 @@ public final class KilnClient: Sendable {
     // MARK: enqueue
 
     /// Enqueues a job whose payload is JSON text. Returns a handle (a future) for its result.
-    public func enqueue(_ type: String, json payload: String = "null", options: JobOptions = JobOptions()) async throws -> JobHandle<JSONValue> {
+    public func enqueue<Result: Decodable & Sendable>(
+        _ type: String, json payload: String = "null", result: Result.Type = JSONValue.self, options: JobOptions = JobOptions()
+    ) async throws -> JobHandle<Result> {
         let r = EnqueueRequest(type: type, payload: payload, options: options)
         let id = try await enqueueBatch([r])[0]
         return JobHandle(id: id, queue: options.queue, client: self)
@@ -183,6 +185,14 @@ public struct QueueStats: Sendable, Equatable {
     public var running: Int
     public var retrying: Int
     public var dead: Int
+
+    public init(name: String, queued: Int, running: Int, retrying: Int, dead: Int) {
+        self.name = name
+        self.queued = queued
+        self.running = running
+        self.retrying = retrying
+        self.dead = dead
+    }
 
     public var json: String {
         "{\"queue\":\(JSONText.quote(name)),\"queued\":\(queued),\"running\":\(running),\"retrying\":\(retrying),\"dead\":\(dead)}"

@@ -123,8 +123,8 @@ public enum KilnScripts {
 
     /// KEYS: pending:io, pending:cpu, scheduled. ARGV: P, id, now, cancel channel.
     /// Returns 'cancelled' (it was queued or waiting to retry: removed, will never run),
-    /// 'running' (cancel recorded and published; the worker stops it), 'missing', or the final
-    /// status it already had.
+    /// 'running' (cancel recorded and published; the worker stops it), 'missing', or
+    /// 'finished:STATUS' when it had already finished (nothing changes).
     public static let cancel = Script(name: "cancel", body: """
     local P, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
     local jk = P .. 'job:' .. id
@@ -142,7 +142,7 @@ public enum KilnScripts {
       redis.call('PUBLISH', ARGV[4], P .. ' ' .. id)
       return 'running'
     end
-    return st
+    return 'finished:' .. st
     """)
 
     /// KEYS: running. ARGV: P, new lease deadline, then id, token pairs.

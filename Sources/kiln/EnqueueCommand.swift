@@ -17,7 +17,7 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Argument(help: "The job type (handler name), e.g. echo, sleep, cpu.spin.")
     var type: String?
 
-    @Argument(help: "The payload as JSON. Default: null.")
+    @Argument(help: "The payload as JSON; @FILE reads it from a file, - from stdin. Default: null.")
     var payload: String?
 
     @Option(help: "Queue to put the job on.") var queue: String = "default"
@@ -53,13 +53,26 @@ struct EnqueueCommand: AsyncParsableCommand {
             for id in try await client.enqueueBatch(requests) { print(id) }
             return
         }
-        let handle = try await client.enqueue(type!, json: payload ?? "null", options: options())
+        let handle = try await client.enqueue(type!, json: try payloadText(), options: options())
         guard wait else {
             if json { print(try await handle.record().json) } else { print(handle.id) }
             return
         }
         let record = try await client.wait(handle.id, queue: handle.queue, timeout: waitTimeout.value)
         try RecordPrinter.printOutcome(record, json: json)
+    }
+
+    func payloadText() throws -> String {
+        guard let payload else { return "null" }
+        if payload == "-" { return String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) }
+        if payload.hasPrefix("@") {
+            let path = String(payload.dropFirst())
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw KilnError(.invalidInput, "cannot read payload file '\(path)'")
+            }
+            return String(decoding: data, as: UTF8.self)
+        }
+        return payload
     }
 
     func options() -> JobOptions {
