@@ -1,0 +1,179 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Synchronization
+
+/// A running pool child as the parent sees it.
+struct PoolChildProcess: Sendable {
+    let pid: pid_t
+    /// Parent's write end of the request pipe (the child's fd 3).
+    let requestFD: Int32
+    /// Parent's read end of the response pipe (the child's fd 4).
+    let responseFD: Int32
+}
+
+/// How a reaped child ended.
+enum PoolExitStatus: Sendable, Equatable {
+    case exited(Int32)
+    case signaled(Int32)
+    /// Someone else reaped it (e.g. SIGCHLD ignored), so the status is lost.
+    case unknown
+
+    init(waitStatus status: Int32) {
+        let sig = status & 0x7f
+        if sig == 0 {
+            self = .exited((status >> 8) & 0xff)
+        } else if sig != 0x7f {
+            self = .signaled(sig)
+        } else {
+            self = .unknown
+        }
+    }
+
+    /// The reason reported for a job whose child died under it.
+    var crashReason: String {
+        switch self {
+        case .exited(let code): return "worker process exited with status \(code)"
+        case .signaled(let sig): return "worker process crashed: signal \(sig)"
+        case .unknown: return "worker process crashed"
+        }
+    }
+}
+
+struct PoolSpawnError: Error, CustomStringConvertible {
+    var call: String
+    var code: Int32
+    var description: String { "\(call) failed: \(String(cString: strerror(code)))" }
+}
+
+extension ProcessPool {
+    /// The resolved path of `/proc/self/exe`. If the binary was replaced or deleted since it was
+    /// started (a deploy), `/proc/self/exe` itself, which still refers to the running image.
+    public static var currentExecutable: String {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return CommandLine.arguments.first ?? "/proc/self/exe" }
+        let path = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if path.hasSuffix(" (deleted)") { return "/proc/self/exe" }
+        return path
+    }
+
+    /// The child's environment: ours without `KILN_*` and `REDIS*` variables, plus the pool markers.
+    static func childEnvironment() -> [String] {
+        var env = ProcessInfo.processInfo.environment
+            .filter { !$0.key.hasPrefix("KILN_") && !$0.key.hasPrefix("REDIS") }
+            .map { "\($0.key)=\($0.value)" }
+        env.sort()
+        env.append("KILN_POOL_CHILD=1")
+        env.append("KILN_POOL_PARENT=\(getpid())")
+        return env
+    }
+
+    /// Serializes pipe creation and spawning, so a pipe created for one child can never be
+    /// inherited by another child spawned concurrently before its CLOEXEC flag is set.
+    static let spawnLock = Mutex<Void>(())
+
+    /// Starts one child running `executable` in child mode.
+    func spawnChild() throws(PoolSpawnError) -> PoolChildProcess {
+        try Self.spawnLock.withLock { _ throws(PoolSpawnError) -> PoolChildProcess in
+            var req: [Int32] = [-1, -1]
+            var resp: [Int32] = [-1, -1]
+            guard pipe(&req) == 0 else { throw PoolSpawnError(call: "pipe", code: errno) }
+            guard pipe(&resp) == 0 else {
+                let e = errno
+                close(req[0]); close(req[1])
+                throw PoolSpawnError(call: "pipe", code: e)
+            }
+            for fd in req + resp { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            // The child's ends must not sit on 3 or 4, or the dup2s below could clobber each other.
+            let childIn = Self.moveAbove4(req[0])
+            let childOut = Self.moveAbove4(resp[1])
+            defer { close(childIn); close(childOut) }
+
+            var fa = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&fa)
+            defer { posix_spawn_file_actions_destroy(&fa) }
+            posix_spawn_file_actions_adddup2(&fa, childIn, PoolChild.requestFD)
+            posix_spawn_file_actions_adddup2(&fa, childOut, PoolChild.responseFD)
+            posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)
+            // glibc >= 2.34 has addclosefrom_np but the Glibc module does not import it.
+            typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
+            if let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
+                _ = unsafeBitCast(sym, to: CloseFrom.self)(&fa, 5)
+            }
+
+            var attr = posix_spawnattr_t()
+            posix_spawnattr_init(&attr)
+            defer { posix_spawnattr_destroy(&attr) }
+            var mask = sigset_t()
+            sigemptyset(&mask)
+            posix_spawnattr_setsigmask(&attr, &mask)
+            var defaults = sigset_t()
+            sigemptyset(&defaults)
+            for sig in [SIGTERM, SIGINT, SIGPIPE, SIGCHLD] { sigaddset(&defaults, sig) }
+            posix_spawnattr_setsigdefault(&attr, &defaults)
+            posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+            var pid: pid_t = 0
+            let rc = Self.withCStrings([executable]) { argv in
+                Self.withCStrings(environment) { envp in
+                    posix_spawn(&pid, executable, &fa, &attr, argv, envp)
+                }
+            }
+            guard rc == 0 else {
+                close(req[1]); close(resp[0])
+                throw PoolSpawnError(call: "posix_spawn \(executable)", code: rc)
+            }
+            return PoolChildProcess(pid: pid, requestFD: req[1], responseFD: resp[0])
+        }
+    }
+
+    private static func moveAbove4(_ fd: Int32) -> Int32 {
+        guard fd < 5 else { return fd }
+        let moved = fcntl(fd, F_DUPFD_CLOEXEC, 5)
+        guard moved >= 0 else { return fd }
+        close(fd)
+        return moved
+    }
+
+    private static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+        let ptrs: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) } + [nil]
+        defer { for p in ptrs { free(p) } }
+        return ptrs.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// Waits up to `timeout` for the child to exit, polling without blocking; its status, or nil if
+    /// it is still running.
+    static func waitExit(_ pid: pid_t, timeout: Duration) -> PoolExitStatus? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var pause: UInt32 = 500
+        while true {
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { return PoolExitStatus(waitStatus: status) }
+            if r < 0 && errno != EINTR { return .unknown }
+            if clock.now >= deadline { return nil }
+            usleep(pause)
+            pause = min(pause * 2, 10_000)
+        }
+    }
+
+    /// Stops a child and reaps it: closes its pipes, gives it `patience` to exit by itself,
+    /// then SIGTERM, then SIGKILL after the kill grace.
+    func stopChild(_ child: PoolChildProcess, patience: Duration) -> PoolExitStatus {
+        close(child.requestFD)
+        close(child.responseFD)
+        if patience > .zero, let status = Self.waitExit(child.pid, timeout: patience) { return status }
+        kill(child.pid, SIGTERM)
+        if let status = Self.waitExit(child.pid, timeout: killGrace) { return status }
+        kill(child.pid, SIGKILL)
+        while true {
+            var status: Int32 = 0
+            let r = waitpid(child.pid, &status, 0)
+            if r == child.pid { return PoolExitStatus(waitStatus: status) }
+            if r < 0 && errno != EINTR { return .unknown }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import Kiln
+import Logging
+import Testing
+
+@testable import KilnWorker
+
+@Suite struct PoolFrameTests {
+    let job = PoolJob(id: "j-1", type: "thumb.render", queue: "média", payload: #"{"w":640,"s":"é✓"}"#,
+                      attempt: 2, maxAttempts: 5, timeoutMs: 30_000)
+
+    /// The payload of a complete frame, checking its length prefix.
+    func payload(_ frame: [UInt8]) throws -> [UInt8] {
+        let n = try PoolFrame.payloadLength(header: frame.prefix(4))
+        #expect(n == frame.count - 4)
+        return Array(frame.dropFirst(4))
+    }
+
+    @Test func jobRoundTrip() throws {
+        #expect(try PoolFrame.decodeJob(payload(PoolFrame.encode(job))) == job)
+        let empty = PoolJob(id: "", type: "", queue: "", payload: "", attempt: 0, maxAttempts: 0, timeoutMs: -1)
+        #expect(try PoolFrame.decodeJob(payload(PoolFrame.encode(empty))) == empty)
+    }
+
+    @Test(arguments: [
+        PoolOutcome.succeeded(#"{"ok":true}"#), .succeeded(""),
+        .failed(type: "bad_payload", message: "missing field 'w' ✗", retryable: false),
+        .failed(type: "error", message: "", retryable: true),
+        .crashed("worker process crashed: signal 11"), .killed,
+    ])
+    func outcomeRoundTrip(_ outcome: PoolOutcome) throws {
+        #expect(try PoolFrame.decodeOutcome(payload(PoolFrame.encode(outcome))) == outcome)
+    }
+
+    @Test func malformedPayloadsAreRejected() throws {
+        let full = try payload(PoolFrame.encode(job))
+        #expect(throws: PoolFrameError.self) { try PoolFrame.decodeJob(Array(full.dropLast())) }
+        #expect(throws: PoolFrameError.self) { try PoolFrame.decodeJob(full + [0]) }
+        #expect(throws: PoolFrameError.self) { try PoolFrame.decodeOutcome([9]) }
+        #expect(throws: PoolFrameError.self) { try PoolFrame.decodeOutcome([]) }
+        #expect(throws: PoolFrameError.self) { try PoolFrame.decodeOutcome([0, 5, 0, 0, 0, 0xff, 0xfe, 0x41, 0x41, 0x41]) }
+        #expect(throws: PoolFrameError.self) { try PoolFrame.payloadLength(header: [0xff, 0xff, 0xff, 0xff]) }
+    }
+
+    @Test func bufferReassemblesFramesFedByteByByte() throws {
+        let outcomes: [PoolOutcome] = [.succeeded("1"), .failed(type: "t", message: "m", retryable: true)]
+        let stream = outcomes.flatMap { PoolFrame.encode($0) }
+        var buffer = PoolFrameBuffer()
+        var decoded: [PoolOutcome] = []
+        for byte in stream {
+            [byte].withUnsafeBytes { buffer.append($0) }
+            if let p = try buffer.nextPayload() { decoded.append(try PoolFrame.decodeOutcome(p)) }
+        }
+        #expect(decoded == outcomes)
+        #expect(!buffer.hasPartialFrame)
+    }
+
+    @Test func exitStatusDescriptions() {
+        #expect(PoolExitStatus(waitStatus: 11).crashReason == "worker process crashed: signal 11")
+        #expect(PoolExitStatus(waitStatus: 3 << 8).crashReason == "worker process exited with status 3")
+    }
+}
+
+@Suite struct PoolChildTests {
+    let logger = Logger(label: "test")
+
+    func job(_ type: String, _ payload: String = "{}") -> PoolJob {
+        PoolJob(id: "j", type: type, queue: "q", payload: payload, attempt: 1, maxAttempts: 3, timeoutMs: 1000)
+    }
+
+    @Test func runsHandlersAndMapsErrors() {
+        struct Boom: Error {}
+        var registry = JobRegistry()
+        registry.cpuRaw("double") { p, ctx in "\(Int(p)! * 2)" }
+        registry.cpuRaw("refuse") { _, _ in throw JobFailure("no", type: "refused", retryable: false) }
+        registry.cpuRaw("boom") { _, _ in throw Boom() }
+        registry.ioRaw("later") { p, _ in try await Task.sleep(for: .milliseconds(10)); return p }
+        #expect(PoolChild.run(job("double", "21"), registry: registry, logger: logger) == .succeeded("42"))
+        #expect(PoolChild.run(job("later", "[1]"), registry: registry, logger: logger) == .succeeded("[1]"))
+        #expect(PoolChild.run(job("refuse"), registry: registry, logger: logger)
+                == .failed(type: "refused", message: "no", retryable: false))
+        #expect(PoolChild.run(job("boom"), registry: registry, logger: logger)
+                == .failed(type: "error", message: "Boom()", retryable: true))
+        #expect(PoolChild.run(job("nope"), registry: registry, logger: logger)
+                == .failed(type: "unknown_type", message: "no handler registered for job type 'nope'", retryable: false))
+    }
+}
+
+/// The pool's supervision, with shell scripts standing in for child processes.
+@Suite(.serialized) struct ProcessPoolSupervisionTests {
+    let logger = Logger(label: "test")
+    let job = PoolJob(id: "j", type: "t", queue: "q", payload: "{}", attempt: 1, maxAttempts: 1, timeoutMs: 1000)
+
+    /// Writes an executable `/bin/sh` script and returns its path.
+    func script(_ body: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-pool-\(UUID().uuidString).sh").path
+        try "#!/bin/sh\n\(body)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+        return path
+    }
+
+    func withPool<R>(_ executable: String, _ body: (ProcessPool) async throws -> R) async throws -> R {
+        let pool = ProcessPool(size: 1, executable: executable, logger: logger, killGrace: .milliseconds(300))
+        let run = Task { try await pool.run() }
+        defer { run.cancel() }
+        let result = try await body(pool)
+        run.cancel()
+        _ = await run.result
+        #expect(pool.childPIDs().isEmpty)
+        #expect(await pool.execute(job) == .crashed("worker process pool is shut down"))
+        return result
+    }
+
+    @Test func speaksTheProtocolWithFilteredEnvironment() async throws {
+        let envFile = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-env-\(UUID().uuidString)").path
+        // Reads one byte of the request, answers `.succeeded("1")`, then waits for more.
+        let child = try script("""
+            env > '\(envFile)'
+            head -c 1 <&3 >/dev/null
+            printf '\\006\\000\\000\\000\\000\\001\\000\\000\\000\\061' >&4
+            exec sleep 30
+            """)
+        defer { for f in [child, envFile] { try? FileManager.default.removeItem(atPath: f) } }
+        setenv("KILN_TEST_SECRET", "x", 1)
+        setenv("REDIS_TEST_URL", "x", 1)
+        let outcome = try await withPool(child) { await $0.execute(job) }
+        #expect(outcome == .succeeded("1"))
+        let env = try String(contentsOfFile: envFile, encoding: .utf8).split(separator: "\n")
+        #expect(env.contains("KILN_POOL_CHILD=1"))
+        #expect(env.contains("KILN_POOL_PARENT=\(getpid())"))
+        #expect(!env.contains { $0.hasPrefix("KILN_TEST_SECRET") || $0.hasPrefix("REDIS_TEST_URL") })
+    }
+
+    @Test func childCrashIsReportedAndRespawned() async throws {
+        let child = try script("head -c 1 <&3 >/dev/null; kill -SEGV $$")
+        defer { try? FileManager.default.removeItem(atPath: child) }
+        try await withPool(child) { pool in
+            #expect(await pool.execute(job) == .crashed("worker process crashed: signal 11"))
+            #expect(await pool.execute(job) == .crashed("worker process crashed: signal 11"))
+        }
+    }
+
+    @Test func cancellationKillsTheChild() async throws {
+        let child = try script("exec sleep 30")
+        defer { try? FileManager.default.removeItem(atPath: child) }
+        try await withPool(child) { pool in
+            let task = Task { await pool.execute(job) }
+            try await Task.sleep(for: .milliseconds(200))
+            let victim = try #require(pool.childPIDs().first)
+            let clock = ContinuousClock()
+            let start = clock.now
+            task.cancel()
+            #expect(await task.value == .killed)
+            #expect(clock.now - start < .milliseconds(250))
+            #expect(kill(victim, 0) != 0)  // reaped
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(pool.childPIDs().count == 1 && pool.childPIDs() != [victim])
+        }
+    }
+}
