@@ -65,6 +65,9 @@ extension ProcessPool {
             .filter { !$0.key.hasPrefix("KILN_") && !$0.key.hasPrefix("REDIS") }
             .map { "\($0.key)=\($0.value)" }
         env.sort()
+        // A crashing child should die at once and be reported, not spend time printing a
+        // backtrace (the worker reports the signal); users can still opt in explicitly.
+        if ProcessInfo.processInfo.environment["SWIFT_BACKTRACE"] == nil { env.append("SWIFT_BACKTRACE=enable=no") }
         env.append("KILN_POOL_CHILD=1")
         env.append("KILN_POOL_PARENT=\(getpid())")
         return env
