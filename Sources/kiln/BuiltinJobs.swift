@@ -34,8 +34,8 @@ enum BuiltinJobs {
             for try await chunk in response.body { bytes += chunk.readableBytes }
             return HTTPResult(status: Int(response.status.code), bytes: bytes, ms: Int(KilnDuration.milliseconds(ContinuousClock.now - start)))
         }
-        r.io("fail", payload: FailPayload.self) { p, _ -> String in
-            throw JobFailure(p.message ?? "the fail job failed, as asked")
+        r.io("fail", payload: FailPayload?.self) { p, _ -> String in
+            throw JobFailure(p?.message ?? "the fail job failed, as asked")
         }
         r.cpu("cpu.spin", payload: SpinPayload.self) { p, _ in
             guard p.n >= 0 else { throw JobFailure("'n' must not be negative", type: "bad_payload", retryable: false) }

@@ -110,39 +110,45 @@ enum BatchReader {
         if text.utf8.count > limit + 64 * 1024 {
             throw KilnError(.tooLarge, "line is \(text.utf8.count) bytes, over the payload limit of \(limit) bytes")
         }
-        guard let obj = (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [])) as? [String: Any] else {
+        // JSONDecoder tells numbers from booleans (JSONSerialization's NSNumbers do not).
+        guard case .object(let obj)? = try? JSONText.decode(JSONValue.self, from: text) else {
             throw KilnError(.invalidInput, "not a JSON object")
         }
         let allowed: Set<String> = ["type", "payload", "queue", "timeout", "retries", "result_ttl", "kind", "id"]
-        if let extra = obj.keys.first(where: { !allowed.contains($0) }) {
+        if let extra = obj.keys.sorted().first(where: { !allowed.contains($0) }) {
             throw KilnError(.invalidInput, "unknown field '\(extra)' (expected type, payload, queue, timeout, retries, result_ttl, kind, id)")
         }
-        guard let type = obj["type"] as? String else { throw KilnError(.invalidInput, "missing string field 'type'") }
+        guard case .string(let type)? = obj["type"] else { throw KilnError(.invalidInput, "missing string field 'type'") }
         var options = defaults
-        if let q = obj["queue"] { guard let q = q as? String else { throw KilnError(.invalidInput, "'queue' must be a string") }; options.queue = q }
+        if let q = obj["queue"] {
+            guard case .string(let q) = q else { throw KilnError(.invalidInput, "'queue' must be a string") }
+            options.queue = q
+        }
         if let t = obj["timeout"] { options.timeout = try duration(t, "timeout") }
         if let t = obj["result_ttl"] { options.resultTTL = try duration(t, "result_ttl") }
         if let r = obj["retries"] {
-            guard let r = r as? Int, !(obj["retries"] is Bool) else { throw KilnError(.invalidInput, "'retries' must be a whole number") }
-            options.retries = r
+            guard case .number(let n) = r, n == n.rounded(), abs(n) < 1e6 else { throw KilnError(.invalidInput, "'retries' must be a whole number") }
+            options.retries = Int(n)
         }
         if let k = obj["kind"] {
-            guard let k = k as? String, let kind = JobKind(rawValue: k) else { throw KilnError(.invalidInput, "'kind' must be \"io\" or \"cpu\"") }
+            guard case .string(let k) = k, let kind = JobKind(rawValue: k) else { throw KilnError(.invalidInput, "'kind' must be \"io\" or \"cpu\"") }
             options.kind = kind
         }
-        if let i = obj["id"] { guard let i = i as? String else { throw KilnError(.invalidInput, "'id' must be a string") }; options.id = i }
-        var payload = "null"
-        if let p = obj["payload"] {
-            payload = String(decoding: try JSONSerialization.data(withJSONObject: p, options: [.fragmentsAllowed, .withoutEscapingSlashes]), as: UTF8.self)
+        if let i = obj["id"] {
+            guard case .string(let i) = i else { throw KilnError(.invalidInput, "'id' must be a string") }
+            options.id = i
         }
+        let payload = try obj["payload"].map { try JSONText.encode($0) } ?? "null"
         return EnqueueRequest(type: type, payload: payload, options: options)
     }
 
     /// A timeout field: a duration string ("30s") or a number of seconds.
-    static func duration(_ v: Any, _ name: String) throws -> Duration {
-        if let s = v as? String { return try KilnDuration.parse(s) }
-        if let n = v as? Double, !(v is Bool), n > 0 { return .milliseconds(Int64(n * 1000)) }
-        throw KilnError(.invalidInput, "'\(name)' must be a duration such as \"30s\" or a number of seconds")
+    static func duration(_ v: JSONValue, _ name: String) throws -> Duration {
+        switch v {
+        case .string(let s): return try KilnDuration.parse(s)
+        case .number(let n) where n > 0 && n < 1e9: return .milliseconds(Int64(n * 1000))
+        default: throw KilnError(.invalidInput, "'\(name)' must be a duration such as \"30s\" or a number of seconds")
+        }
     }
 }
 

@@ -225,16 +225,14 @@ import Glibc
         #expect(boolRetries.code == 2, "\(boolRetries.summary)")
         expectOneLineError(boolRetries, mentioning: "line 1")
 
-        // Known CLI bug (Linux): JSONSerialization's NSNumber for 0 and 1 also casts to Bool, so
-        // BatchReader refuses "retries":0, "retries":1 and "timeout":1 as if they were booleans.
+        // 0 and 1 are numbers, not booleans (a regression: JSONSerialization's NSNumbers for 0
+        // and 1 also cast to Bool on Linux, and the batch reader once refused them).
         for (line, field, want) in [(#"{"type":"noop","retries":0}"#, "max_attempts", 1.0),
                                     (#"{"type":"noop","retries":1}"#, "max_attempts", 2.0),
                                     (#"{"type":"noop","timeout":1}"#, "timeout_ms", 1_000)] {
             let (r, rec) = try await enqueueLine(line)
-            withKnownIssue("batch lines refuse the numbers 0 and 1 as booleans") {
-                #expect(r.code == 0, "\(line): \(r.summary)")
-                #expect(rec?[field] == .number(want), "\(line): \(String(describing: rec))")
-            }
+            #expect(r.code == 0, "\(line): \(r.summary)")
+            #expect(rec?[field] == .number(want), "\(line): \(String(describing: rec))")
         }
     }
 
