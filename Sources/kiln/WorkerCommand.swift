@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Kiln
+import KilnRedis
 import KilnWorker
 import Logging
 
@@ -11,9 +12,9 @@ struct WorkerCommand: AsyncParsableCommand {
         discussion: "Logs one line per job start and finish at info level, on stderr.")
 
     @OptionGroup var connection: ConnectionOptions
-    @Option(help: "Queues to serve, comma-separated, in priority order.") var queues: String = "default"
-    @Option(help: "I/O jobs run at once on the async loop.") var concurrency: Int = 256
-    @Option(help: "Child processes for CPU jobs (default: number of cores; 0 = no CPU jobs).") var processes: Int?
+    @Option(help: "Queues to serve, comma-separated, in priority order (also $KILN_QUEUES). Default: default.") var queues: String?
+    @Option(help: "I/O jobs run at once on the async loop (also $KILN_CONCURRENCY). Default: 256.") var concurrency: Int?
+    @Option(help: "Child processes for CPU jobs (also $KILN_PROCESSES). Default: number of cores; 0 = no CPU jobs.") var processes: Int?
     @Option(help: ArgumentHelp("Lease per job, renewed every third of it.", valueName: "duration")) var lease: DurationArgument = .init(.seconds(30))
     @Option(name: .customLong("shutdown-grace"), help: ArgumentHelp("On SIGTERM, how long running jobs may finish before they are handed back.", valueName: "duration"))
     var shutdownGrace: DurationArgument = .init(.seconds(30))
@@ -32,14 +33,25 @@ struct WorkerCommand: AsyncParsableCommand {
             h.logLevel = parsed
             return h
         }
+        let env = ProcessInfo.processInfo.environment
+        func number(_ flag: Int?, _ name: String) throws -> Int? {
+            if let flag { return flag }
+            guard let text = env[name] else { return nil }
+            guard let n = Int(text) else { throw KilnError(.invalidInput, "$\(name) must be a whole number, got '\(text.prefix(20))'") }
+            return n
+        }
         var options = WorkerOptions(
             redis: try connection.redisConfiguration(), prefix: connection.prefixValue(),
-            queues: queues.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
-            concurrency: concurrency, lease: lease.value, shutdownGrace: shutdownGrace.value,
-            retryBackoff: retryBackoff.value)
-        if let processes { options.processes = processes }
+            queues: (queues ?? env["KILN_QUEUES"] ?? "default").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
+            lease: lease.value, shutdownGrace: shutdownGrace.value, retryBackoff: retryBackoff.value)
+        if let n = try number(concurrency, "KILN_CONCURRENCY") { options.concurrency = n }
+        if let n = try number(processes, "KILN_PROCESSES") { options.processes = n }
         if let name { options.name = name }
-        let worker = try Worker(options: options, registry: BuiltinJobs.registry(), logger: Logger(label: "kiln.worker"))
+        let logger = Logger(label: "kiln.worker")
+        if connection.redis.map({ (try? RedisConfiguration(url: $0))?.password != nil }) == true {
+            logger.warning("the Redis password given in --redis is visible to other users in ps; use $KILN_REDIS_URL or --redis-password-file")
+        }
+        let worker = try Worker(options: options, registry: BuiltinJobs.registry(), logger: logger)
         try await worker.run()
     }
 }
