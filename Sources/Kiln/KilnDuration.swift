@@ -1,3 +1,5 @@
+import Foundation
+
 /// Parses and prints the durations Kiln's flags and options take: `250ms`, `30s`, `5m`, `1h`,
 /// or plain seconds (`1.5`).
 public enum KilnDuration {
@@ -36,5 +38,3 @@ public enum KilnDuration {
         return String(format: "%.3gs", Double(ms) / 1000)
     }
 }
-
-import Foundation

@@ -48,8 +48,6 @@ final class HiredisContext {
                     : "check the user name and password"
                 throw RedisError(.authenticationFailed, "authentication failed for Redis at \(config.address) (\(why))")
             }
-        } else if let user = config.username {
-            _ = user  // a user without a password cannot authenticate; let the first command report NOAUTH
         }
         if config.database != 0 {
             let reply = try context.command(["SELECT", String(config.database)], name: "SELECT")

@@ -186,21 +186,17 @@ public final class RedisBlockingConnection: @unchecked Sendable {
         let subscribing = name.uppercased() == "SUBSCRIBE"
         ctx.append(args)
         try ctx.flush(command: name)
-        var confirmations = subscribing ? args.count - 1 : 0
         while true {
             while let reply = try ctx.bufferedReply(command: name) {
                 if !subscribing { return reply }
                 if case .error = reply { return reply }
-                let kind = reply.array.first?.string ?? ""
-                if kind == "subscribe" {
-                    confirmations -= 1
-                } else if kind == "message" {
+                // Subscribe confirmations and pongs need nothing; messages go to the handler.
+                if reply.array.first?.string == "message" {
                     condition.lock()
                     let handler = messageHandler
                     condition.unlock()
                     handler?(reply)
                 }
-                _ = confirmations
             }
             if isCancelRequested() { throw CancellationError() }
             var fds = [pollfd(fd: ctx.fd, events: Int16(POLLIN), revents: 0),
