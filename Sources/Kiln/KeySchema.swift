@@ -25,7 +25,7 @@ public struct KeySchema: Sendable, Hashable {
             && name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "-_.".unicodeScalars.contains($0) }
     }
 
-    /// Whether `prefix` can be a key prefix: 1–64 characters without braces, spaces or colons at the ends.
+    /// Whether `prefix` can be a key prefix: 1–64 printable characters without braces, spaces or a trailing colon.
     public static func isValidPrefix(_ prefix: String) -> Bool {
         !prefix.isEmpty && prefix.utf8.count <= 64 && !prefix.hasSuffix(":")
             && prefix.unicodeScalars.allSatisfy { $0.value > 32 && $0.value < 127 && $0 != "{" && $0 != "}" }

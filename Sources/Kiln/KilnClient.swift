@@ -85,6 +85,7 @@ public final class KilnClient: Sendable {
             ]))
         }
         if calls.isEmpty { return [] }
+        try await checkChosenIDs(requests, ids: ids)
         // Register queues first: a registered empty queue is harmless, an unregistered job is not findable.
         let register = [["SADD", keys.queues] + queues.sorted()]
         let replies: [RedisValue]
@@ -101,6 +102,26 @@ public final class KilnClient: Sendable {
             }
         }
         return ids
+    }
+
+    /// Caller-chosen ids must be new, and unique within the batch: checked before anything is
+    /// written, so a batch is refused whole. (A producer racing to write the same id between this
+    /// check and the write is still refused by the enqueue script, after the jobs before it.)
+    private func checkChosenIDs(_ requests: [EnqueueRequest], ids: [String]) async throws {
+        let chosen = requests.indices.filter { requests[$0].options.id != nil }
+        if chosen.isEmpty { return }
+        var seen = Set<String>()
+        for i in chosen where !seen.insert("\(requests[i].options.queue) \(ids[i])").inserted {
+            throw KilnError(.duplicateJob, "job \(i + 1): the id '\(ids[i])' appears twice in the batch")
+        }
+        let replies: [RedisValue]
+        do {
+            replies = try await connection.pipeline(chosen.map { ["EXISTS", keys.job(requests[$0].options.queue, ids[$0])] })
+        } catch { throw KilnError.wrap(error) }
+        for (i, reply) in zip(chosen, replies) where reply.int == 1 {
+            let position = requests.count > 1 ? "job \(i + 1): " : ""
+            throw KilnError(.duplicateJob, "\(position)a job with id '\(ids[i])' already exists in queue '\(requests[i].options.queue)'")
+        }
     }
 
     /// Checks one request against the limits; throws `KilnError(.invalidInput/.tooLarge)`.

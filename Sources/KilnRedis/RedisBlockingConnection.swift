@@ -7,7 +7,7 @@ import Glibc
 /// A connection for one blocking command at a time (BLMOVE, BLPOP) or a subscription.
 ///
 /// The command runs on the connection's own thread, which waits with `poll(2)` on the socket and
-/// on an eventfd. Cancelling the calling task signals the eventfd: the thread drops the
+/// on a self-pipe. Cancelling the calling task writes to the pipe: the thread drops the
 /// connection (the server then forgets the blocked client) and the call throws
 /// `CancellationError` at once. The next call connects again.
 public final class RedisBlockingConnection: @unchecked Sendable {

@@ -28,8 +28,8 @@ struct JobRunner: Sendable {
         log[metadataKey: "job.type"] = "\(job.type)"
         log[metadataKey: "attempt"] = "\(job.attempt)"
         let signal = StopSignal()
-        running.add(job.id, .init(queue: job.queue, token: job.token, signal: signal))
-        defer { running.remove(job.id) }
+        running.add(queue: job.queue, id: job.id, .init(token: job.token, signal: signal))
+        defer { running.remove(queue: job.queue, id: job.id) }
 
         if let problem = job.envelopeProblem {
             log.warning("job rejected: \(problem)")

@@ -38,7 +38,7 @@ public struct LeaseKeeper: Service {
             let f = reply.array.map { $0.string ?? "" }
             var i = 0
             while i + 1 < f.count {
-                running.stop(f[i], f[i + 1] == "cancel" ? .cancel : .leaseLost)
+                running.stop(queue: queue, id: f[i], f[i + 1] == "cancel" ? .cancel : .leaseLost)
                 i += 2
             }
         }
@@ -63,8 +63,13 @@ public struct CancelListener: Service {
                 // Cancels published while we were away are in the records: renewal reads them.
                 Task { try? await leases.renew() }
             }) { message in
-                guard let text = message.array.last?.string, let id = text.split(separator: " ").last else { return }
-                running.stop(String(id), .cancel)
+                // The message is "prefix:{queue}: id" (see the cancel script).
+                guard let text = message.array.last?.string,
+                      let open = text.firstIndex(of: "{"), let close = text.lastIndex(of: "}"), open < close,
+                      let id = text.split(separator: " ").last
+                else { return }
+                let queue = String(text[text.index(after: open)..<close])
+                running.stop(queue: queue, id: String(id), .cancel)
             }
         }
     }

@@ -116,7 +116,11 @@ extension ProcessPool {
             sigemptyset(&defaults)
             for sig in [SIGTERM, SIGINT, SIGPIPE, SIGCHLD] { sigaddset(&defaults, sig) }
             posix_spawnattr_setsigdefault(&attr, &defaults)
-            posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+            // A process group of its own: Ctrl-C (SIGINT to the terminal's foreground group) must
+            // reach only the worker, which then drains gracefully; the pool stops its children
+            // itself. (Under systemd use KillMode=mixed, as deploy/kiln-worker.service does.)
+            posix_spawnattr_setpgroup(&attr, 0)
+            posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
 
             var pid: pid_t = 0
             let rc = Self.withCStrings([executable]) { argv in

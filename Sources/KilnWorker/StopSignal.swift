@@ -55,31 +55,35 @@ final class StopSignal: Sendable {
 }
 
 /// The jobs running in this worker, for the lease keeper, the cancel listener and shutdown.
+/// Keyed by queue and id: caller-chosen ids are unique only within a queue.
 final class RunningJobs: Sendable {
-    struct Entry: Sendable {
+    struct Key: Hashable, Sendable {
         let queue: String
+        let id: String
+    }
+    struct Entry: Sendable {
         let token: String
         let signal: StopSignal
     }
-    private let jobs = Mutex<[String: Entry]>([:])
+    private let jobs = Mutex<[Key: Entry]>([:])
 
-    func add(_ id: String, _ entry: Entry) { jobs.withLock { $0[id] = entry } }
-    func remove(_ id: String) { jobs.withLock { _ = $0.removeValue(forKey: id) } }
+    func add(queue: String, id: String, _ entry: Entry) { jobs.withLock { $0[Key(queue: queue, id: id)] = entry } }
+    func remove(queue: String, id: String) { jobs.withLock { _ = $0.removeValue(forKey: Key(queue: queue, id: id)) } }
     var count: Int { jobs.withLock { $0.count } }
 
     /// Running jobs grouped by queue: id and token, for lease renewal.
     func byQueue() -> [String: [(id: String, token: String)]] {
         jobs.withLock { all in
             var out: [String: [(id: String, token: String)]] = [:]
-            for (id, e) in all { out[e.queue, default: []].append((id, e.token)) }
+            for (k, e) in all { out[k.queue, default: []].append((k.id, e.token)) }
             return out
         }
     }
 
     /// Stops one job if it runs here; returns whether it did.
     @discardableResult
-    func stop(_ id: String, _ reason: StopReason) -> Bool {
-        guard let e = jobs.withLock({ $0[id] }) else { return false }
+    func stop(queue: String, id: String, _ reason: StopReason) -> Bool {
+        guard let e = jobs.withLock({ $0[Key(queue: queue, id: id)] }) else { return false }
         e.signal.stop(reason)
         return true
     }

@@ -9,7 +9,7 @@ public struct WorkerOptions: Sendable {
     public var redis: RedisConfiguration
     /// Key prefix (`--prefix`, `KILN_PREFIX`). Default `kiln`.
     public var prefix: String
-    /// Queues served, in priority order (`--queues`). Default `["default"]`.
+    /// Queues served (`--queues`); each has its own fetch loop and they share the slots. Default `["default"]`.
     public var queues: [String]
     /// I/O jobs run at once on the async loop (`--concurrency`). Default 256.
     public var concurrency: Int

@@ -8,8 +8,8 @@ struct EnqueueCommand: AsyncParsableCommand {
         abstract: "Enqueue a job and print its id (or, with --wait, its result).",
         discussion: """
         Bulk: --batch FILE (or - for stdin) reads JSON lines {"type":…, "payload":…, "queue"?:…, \
-        "timeout"?:…, "retries"?:…} and prints one id per line, in input order. Every line is checked \
-        before anything is written.
+        "timeout"?:…, "retries"?:…, "result_ttl"?:…, "kind"?:…, "id"?:…} and prints one id per line, \
+        in input order. Every line is checked before anything is written.
         """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -26,7 +26,7 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(name: .customLong("result-ttl"), help: ArgumentHelp("How long the result is kept.", valueName: "duration")) var resultTTL: DurationArgument = .init(.seconds(86_400))
     @Flag(help: "Run the job in the worker's process pool.") var cpu = false
     @Flag(help: "Run the job on the worker's async loop.") var io = false
-    @Option(help: ArgumentHelp("Use this job id instead of a new one (enqueue is then idempotent).", valueName: "id")) var id: String?
+    @Option(help: ArgumentHelp("Use this job id instead of a new one; enqueuing an id that exists is refused (exit 2).", valueName: "id")) var id: String?
     @Flag(help: "Wait for the job and print its result.") var wait = false
     @Option(name: .customLong("wait-timeout"), help: ArgumentHelp("How long --wait waits.", valueName: "duration")) var waitTimeout: DurationArgument = .init(.seconds(300))
     @Flag(help: "Print the whole record as one JSON object.") var json = false

@@ -12,7 +12,7 @@ struct WorkerCommand: AsyncParsableCommand {
         discussion: "Logs one line per job start and finish at info level, on stderr.")
 
     @OptionGroup var connection: ConnectionOptions
-    @Option(help: "Queues to serve, comma-separated, in priority order (also $KILN_QUEUES). Default: default.") var queues: String?
+    @Option(help: "Queues to serve, comma-separated; each gets its own fetch loop, sharing the slots (also $KILN_QUEUES). Default: default.") var queues: String?
     @Option(help: "I/O jobs run at once on the async loop (also $KILN_CONCURRENCY). Default: 256.") var concurrency: Int?
     @Option(help: "Child processes for CPU jobs (also $KILN_PROCESSES). Default: number of cores; 0 = no CPU jobs.") var processes: Int?
     @Option(help: ArgumentHelp("Lease per job, renewed every third of it.", valueName: "duration")) var lease: DurationArgument = .init(.seconds(30))

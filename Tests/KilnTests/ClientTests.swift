@@ -215,3 +215,21 @@ import Testing
         #expect(ttl > 50_000 && ttl <= 60_000)
     }
 }
+
+extension ClientTests {
+    @Test func batchWithAnExistingOrRepeatedIdWritesNothing() async throws {
+        let client = try redis.client(prefix: TestRedis.uniquePrefix())
+        defer { client.close() }
+        _ = try await client.enqueue("noop", options: JobOptions(id: "taken"))
+        for batch in [[EnqueueRequest(type: "noop"), EnqueueRequest(type: "noop", options: JobOptions(id: "taken"))],
+                      [EnqueueRequest(type: "noop", options: JobOptions(id: "twice")), EnqueueRequest(type: "noop", options: JobOptions(id: "twice"))]] {
+            do {
+                _ = try await client.enqueueBatch(batch)
+                Issue.record("expected duplicateJob")
+            } catch let e as KilnError {
+                #expect(e.code == .duplicateJob)
+            }
+            #expect(try await client.queueStats().first?.queued == 1)  // only the first "taken" job
+        }
+    }
+}
