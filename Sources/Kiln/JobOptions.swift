@@ -28,23 +28,42 @@ public struct JobOptions: Sendable {
     }
 }
 
+/// How a client retries an operation when Redis cannot be reached or the connection drops
+/// mid-command. Enqueue stays exactly-once across retries: ids are chosen before the first try.
+public struct RetryPolicy: Sendable, Equatable {
+    /// Tries in all (1 = no retry).
+    public var attempts: Int
+    /// Wait before the second try; doubles after each further failure.
+    public var backoff: Duration
+
+    public init(attempts: Int = 3, backoff: Duration = .milliseconds(100)) {
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+    }
+
+    /// Fail at the first error (what the `kiln` CLI uses: it must fail fast).
+    public static let none = RetryPolicy(attempts: 1)
+}
+
 /// Settings of a `KilnClient`. Defaults: Redis at `redis://127.0.0.1:6379`, key prefix `kiln`,
-/// payloads up to 1 MiB.
+/// payloads up to 1 MiB, 3 tries on network errors.
 public struct KilnClientOptions: Sendable {
     public var redis: RedisConfiguration
     public var prefix: String
     public var maxPayloadBytes: Int
+    public var retry: RetryPolicy
     /// Kinds of job types this producer knows (from its registry or the built-ins); used when a
     /// job gives no kind of its own.
     public var knownKinds: [String: JobKind]
 
     public init(
         redis: RedisConfiguration = RedisConfiguration(), prefix: String = "kiln",
-        maxPayloadBytes: Int = 1 << 20, knownKinds: [String: JobKind] = [:]
+        maxPayloadBytes: Int = 1 << 20, knownKinds: [String: JobKind] = [:], retry: RetryPolicy = RetryPolicy()
     ) {
         self.redis = redis
         self.prefix = prefix
         self.maxPayloadBytes = maxPayloadBytes
+        self.retry = retry
         self.knownKinds = knownKinds
     }
 }

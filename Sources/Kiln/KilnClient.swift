@@ -88,11 +88,16 @@ public final class KilnClient: Sendable {
         try await checkChosenIDs(requests, ids: ids)
         // Register queues first: a registered empty queue is harmless, an unregistered job is not findable.
         let register = [["SADD", keys.queues] + queues.sorted()]
-        let replies: [RedisValue]
-        do { replies = try await scripts.runPipelined(calls, extra: register) } catch { throw KilnError.wrap(error) }
+        var tries = 0
+        let replies = try await withRetry {
+            tries += 1
+            return try await scripts.runPipelined(calls, extra: register)
+        }
         for (i, reply) in replies.dropFirst(register.count).enumerated() {
             switch reply {
             case .integer(1): continue
+            case .integer(0) where tries > 1 && requests[i].options.id == nil:
+                continue  // our own earlier try wrote it before the connection dropped
             case .integer(0):
                 throw KilnError(.duplicateJob, "a job with id '\(ids[i])' already exists in queue '\(requests[i].options.queue)'")
             case .error(let e):
@@ -151,6 +156,23 @@ public final class KilnClient: Sendable {
         }
     }
 
+    /// Runs `body`, retrying network failures as the retry policy says; wraps Redis errors.
+    func withRetry<T>(_ body: () async throws -> T) async throws -> T {
+        var wait = options.retry.backoff
+        for attempt in 1...options.retry.attempts {
+            do {
+                return try await body()
+            } catch let e as RedisError where e.isTransient && attempt < options.retry.attempts {
+                logger.debug("retrying after a network error: \(e.message)")
+                try await Task.sleep(for: wait)
+                wait = wait * 2
+            } catch {
+                throw KilnError.wrap(error)
+            }
+        }
+        preconditionFailure("unreachable: the last attempt returns or throws")
+    }
+
     // MARK: reading
 
     /// The queue a job lives in: `queue` if given, else found by looking in every known queue.
@@ -159,7 +181,7 @@ public final class KilnClient: Sendable {
         guard JobID.isValid(id) else {
             throw KilnError(.invalidInput, "invalid job id '\(id.prefix(40))'")
         }
-        do {
+        let found: (String, JobRecord)? = try await withRetry {
             let candidates: [String]
             if let queue { candidates = [queue] } else {
                 candidates = try await connection.send(["SMEMBERS", keys.queues]).array.compactMap(\.string).sorted()
@@ -168,7 +190,9 @@ public final class KilnClient: Sendable {
             for (q, reply) in zip(candidates, replies) {
                 if let rec = JobRecord(hash: reply, queue: q) { return (q, rec) }
             }
-        } catch { throw KilnError.wrap(error) }
+            return nil
+        }
+        if let found { return found }
         throw KilnError(.noSuchJob, "no job with id \(id)\(queue.map { " in queue '\($0)'" } ?? "") (never enqueued, or its record expired)")
     }
 

@@ -169,14 +169,19 @@ public enum KilnScripts {
     return out
     """)
 
-    /// KEYS: running, scheduled, pending:io, pending:cpu, dead. ARGV: P, now, limit.
-    /// Puts jobs whose lease expired back at the front of their queue (or finalizes them if
-    /// cancelled or out of attempts), moves due retries to their queue, and drops dead-letter
-    /// entries whose record has expired. Returns {reclaimed, promoted, next due time or -1}.
+    /// KEYS: running, scheduled, pending:io, pending:cpu, dead. ARGV: P, now, limit, reclaim (0 = no),
+    /// dead_max (count), dead_max_age_ms.
+    /// If `reclaim` is 1, puts jobs whose lease expired back at the front of their queue (or
+    /// finalizes them if cancelled or out of attempts). Always moves due retries to their queue and
+    /// trims the dead-letter set: entries whose record expired, the oldest past `dead_max`, and
+    /// those older than `dead_max_age_ms` (their records are deleted too).
+    /// Returns {reclaimed, promoted, next due time or -1, dead trimmed}.
     public static let reap = Script(name: "reap", body: """
-    local P, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-    local reclaimed, promoted = 0, 0
-    local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
+    local P, now, limit, reclaim = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] ~= '0'
+    local dead_max, dead_age = tonumber(ARGV[5]) or 10000, tonumber(ARGV[6]) or 604800000
+    local reclaimed, promoted, trimmed = 0, 0, 0
+    local expired = {}
+    if reclaim then expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit) end
     for _, id in ipairs(expired) do
       redis.call('ZREM', KEYS[1], id)
       local jk = P .. 'job:' .. id
@@ -205,14 +210,57 @@ public enum KilnScripts {
         redis.call('LPUSH', f[2] == 'cpu' and KEYS[4] or KEYS[3], id)
       end
     end
-    local oldest = redis.call('ZRANGE', KEYS[5], 0, 49)
-    for _, id in ipairs(oldest) do
+    local function drop_dead(id)
+      redis.call('ZREM', KEYS[5], id)
+      redis.call('DEL', P .. 'job:' .. id, P .. 'done:' .. id)
+      trimmed = trimmed + 1
+    end
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[5], 0, 49)) do
       if redis.call('EXISTS', P .. 'job:' .. id) == 0 then redis.call('ZREM', KEYS[5], id) end
+    end
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - dead_age, 'LIMIT', 0, limit)) do drop_dead(id) end
+    local over = redis.call('ZCARD', KEYS[5]) - dead_max
+    if over > 0 then
+      for _, id in ipairs(redis.call('ZRANGE', KEYS[5], 0, math.min(over, limit) - 1)) do drop_dead(id) end
     end
     local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
     local next_due = -1
     if nxt[2] then next_due = tonumber(nxt[2]) end
-    return {reclaimed, promoted, next_due}
+    return {reclaimed, promoted, next_due, trimmed}
+    """)
+
+    /// KEYS: running. ARGV: P, deadline, then ids.
+    /// Gives a lease (until `deadline`) to each listed job that is marked running but has none, so
+    /// the reaper can reclaim it if no worker renews it. Returns how many it found.
+    public static let sweep = Script(name: "sweep", body: """
+    local P, deadline = ARGV[1], tonumber(ARGV[2])
+    local found = 0
+    for i = 3, #ARGV do
+      local id = ARGV[i]
+      if redis.call('HGET', P .. 'job:' .. id, 'status') == 'running' and not redis.call('ZSCORE', KEYS[1], id) then
+        redis.call('ZADD', KEYS[1], deadline, id)
+        found = found + 1
+      end
+    end
+    return found
+    """)
+
+    /// KEYS: dead, pending:io, pending:cpu. ARGV: P, id, now.
+    /// Runs a job that ended dead, failed or timed_out again from scratch (attempts reset).
+    /// Returns 'queued', 'missing', or 'not_retryable:STATUS'.
+    public static let retryDead = Script(name: "retry_dead", body: """
+    local P, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+    local jk = P .. 'job:' .. id
+    if redis.call('EXISTS', jk) == 0 then return 'missing' end
+    local f = redis.call('HMGET', jk, 'status', 'kind')
+    if f[1] ~= 'dead' and f[1] ~= 'failed' and f[1] ~= 'timed_out' then return 'not_retryable:' .. (f[1] or '?') end
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('PERSIST', jk)
+    redis.call('DEL', P .. 'done:' .. id)
+    redis.call('HDEL', jk, 'finished_at', 'started_at', 'worker', 'retry_at', 'cancel_requested', 'result')
+    redis.call('HSET', jk, 'status', 'queued', 'attempts', 0, 'retried_at', now)
+    redis.call('LPUSH', f[2] == 'cpu' and KEYS[3] or KEYS[2], id)
+    return 'queued'
     """)
 
     /// KEYS: running, pending list to put it on. ARGV: P, id, token, kind, now.
@@ -235,7 +283,7 @@ public enum KilnScripts {
     return 'released'
     """)
 
-    public static let all: [Script] = [enqueue, fetch, finish, cancel, extend, reap, release]
+    public static let all: [Script] = [enqueue, fetch, finish, cancel, extend, reap, sweep, retryDead, release]
 
     /// One script: its name (for errors) and full text including the prelude.
     public struct Script: Sendable, Hashable {

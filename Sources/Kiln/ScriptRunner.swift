@@ -45,6 +45,26 @@ public final class ScriptRunner: Sendable {
         return reply
     }
 
+    /// The blocking form of `run`, for code on a thread of its own (the worker's heartbeat), so
+    /// it keeps working when every Swift concurrency thread is busy.
+    public func runBlocking(_ script: KilnScripts.Script, keys: [String], args: [String]) throws -> RedisValue {
+        var sha = shas.withLock { $0[script.name] }
+        if sha == nil {
+            sha = try connection.pipelineBlocking([["SCRIPT", "LOAD", script.source]])[0].string
+            shas.withLock { $0[script.name] = sha }
+        }
+        var reply = try connection.pipelineBlocking([command(script, sha: sha ?? "", keys: keys, args: args)])[0]
+        if case .error(let e) = reply, e.hasPrefix("NOSCRIPT") {
+            let fresh = try connection.pipelineBlocking([["SCRIPT", "LOAD", script.source]])[0].string ?? ""
+            shas.withLock { $0[script.name] = fresh }
+            reply = try connection.pipelineBlocking([command(script, sha: fresh, keys: keys, args: args)])[0]
+        }
+        if case .error(let e) = reply {
+            throw RedisError(.server, "script \(script.name) failed on Redis at \(connection.configuration.address): \(e)")
+        }
+        return reply
+    }
+
     /// Runs many calls of scripts in one pipeline (after the `extra` plain commands); replies in
     /// order, errors as `.error` values. Calls the server had no script for are loaded and re-run.
     public func runPipelined(_ calls: [(script: KilnScripts.Script, keys: [String], args: [String])], extra: [[String]] = []) async throws -> [RedisValue] {

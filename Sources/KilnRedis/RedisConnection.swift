@@ -17,7 +17,7 @@ public final class RedisConnection: @unchecked Sendable {
 
     private struct Request {
         let commands: [[String]]
-        let continuation: CheckedContinuation<[RedisValue], Error>
+        let completion: @Sendable (Result<[RedisValue], Error>) -> Void
     }
 
     private let condition = NSCondition()
@@ -57,23 +57,46 @@ public final class RedisConnection: @unchecked Sendable {
     public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
         if commands.isEmpty { return [] }
         return try await withCheckedThrowingContinuation { continuation in
-            condition.lock()
-            if closed {
-                condition.unlock()
-                continuation.resume(throwing: RedisError(.closed, "the connection to Redis at \(configuration.address) was closed"))
-                return
-            }
-            queue.append(Request(commands: commands, continuation: continuation))
-            if !threadStarted {
-                threadStarted = true
-                let thread = Thread { [self] in self.run() }
-                thread.name = "kiln-redis"
-                thread.stackSize = 1 << 20
-                thread.start()
-            }
-            condition.signal()
-            condition.unlock()
+            submit(commands) { continuation.resume(with: $0) }
         }
+    }
+
+    /// The blocking form of `pipeline`, for code on a thread of its own (never call it from a
+    /// Swift concurrency task: it blocks the calling thread until the replies arrive).
+    public func pipelineBlocking(_ commands: [[String]]) throws -> [RedisValue] {
+        if commands.isEmpty { return [] }
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox()
+        submit(commands) { result in
+            box.result = result
+            done.signal()
+        }
+        done.wait()
+        return try box.result!.get()
+    }
+
+    private final class ResultBox: @unchecked Sendable {
+        // Written once by the I/O thread before it signals the semaphore the reader waits on.
+        var result: Result<[RedisValue], Error>?
+    }
+
+    private func submit(_ commands: [[String]], completion: @escaping @Sendable (Result<[RedisValue], Error>) -> Void) {
+        condition.lock()
+        if closed {
+            condition.unlock()
+            completion(.failure(RedisError(.closed, "the connection to Redis at \(configuration.address) was closed")))
+            return
+        }
+        queue.append(Request(commands: commands, completion: completion))
+        if !threadStarted {
+            threadStarted = true
+            let thread = Thread { [self] in self.run() }
+            thread.name = "kiln-redis"
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        condition.signal()
+        condition.unlock()
     }
 
     /// Fails queued requests and stops the I/O thread once it is idle.
@@ -101,7 +124,7 @@ public final class RedisConnection: @unchecked Sendable {
                 do {
                     context = try HiredisContext.connect(configuration)
                 } catch {
-                    for r in batch { r.continuation.resume(throwing: error) }
+                    for r in batch { r.completion(.failure(error)) }
                     continue
                 }
             }
@@ -115,12 +138,12 @@ public final class RedisConnection: @unchecked Sendable {
                     replies.reserveCapacity(r.commands.count)
                     for c in r.commands { replies.append(try ctx.readReply(command: c.first ?? "?")) }
                     index += 1
-                    r.continuation.resume(returning: replies)
+                    r.completion(.success(replies))
                 }
             } catch {
                 // The socket is in an unknown state: drop it and fail everything not yet answered.
                 context = nil
-                for r in batch[index...] { r.continuation.resume(throwing: error) }
+                for r in batch[index...] { r.completion(.failure(error)) }
             }
         }
     }

@@ -121,6 +121,8 @@ struct OutageTracker {
         self.logger = logger
     }
 
+    var inOutage: Bool { since != nil }
+
     mutating func succeeded() {
         if let since {
             logger.info("Redis is reachable again; resumed (outage lasted \(KilnDuration.format(ContinuousClock.now - since)))")

@@ -173,29 +173,27 @@ struct JobRunner: Sendable {
         log.info("job handed back to the queue", metadata: ["to": "\(kind.rawValue)", "outcome": "\(r ?? "unwritten")"])
     }
 
-    /// Retries a Redis write through outages for up to one lease; after that the reaper's
-    /// reclaim makes the write moot (the attempt is fenced).
+    /// Retries a Redis write through outages until it is stored (or the script says the attempt
+    /// is fenced): an outcome is never dropped because Redis blinked.
     private func retrying(log: Logger, what: String, _ body: @escaping @Sendable () async throws -> String) async -> String? {
-        let lease = options.lease
         // Unstructured on purpose: the outcome of an attempt that ran must be written even if the
         // job's task is cancelled (forced shutdown), so the write must not inherit cancellation.
         let write = Task<String?, Never> {
-            let giveUp = ContinuousClock.now + lease
             var wait = Duration.milliseconds(50)
-            var warned = false
+            var failingSince: ContinuousClock.Instant?
             while true {
                 do {
-                    return try await body()
+                    let r = try await body()
+                    if let failingSince {
+                        log.info("\(what): done after Redis came back (\(KilnDuration.format(ContinuousClock.now - failingSince)))")
+                    }
+                    return r
                 } catch {
-                    if ContinuousClock.now + wait > giveUp {
-                        log.error("could not \(what): \(error); the reaper will put the job back after its lease expires")
-                        return nil
+                    if failingSince == nil {
+                        failingSince = .now
+                        log.warning("could not \(what), retrying until Redis is back: \(error)")
                     }
-                    if !warned {
-                        log.warning("could not \(what), retrying: \(error)")
-                        warned = true
-                    }
-                    // A bounded retry of a write while Redis is away, not a poll for state.
+                    // A capped retry of a write while Redis is away, not a poll for state.
                     try? await Task.sleep(for: wait)
                     wait = min(wait * 2, .seconds(1))
                 }

@@ -1,40 +1,98 @@
+import Foundation
 import Kiln
 import KilnRedis
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The heartbeat: every third of the lease it renews the lease of every job running here, in one
 /// script call per queue. The same call reports jobs that were cancelled (a durable fallback to
 /// the cancel channel) and jobs whose lease was lost, which are stopped without writing anything.
-public struct LeaseKeeper: Service {
+///
+/// It runs on an OS thread of its own with its own Redis connection, so handlers that hog every
+/// Swift concurrency thread (a blocking call in an I/O handler) cannot starve it and lose leases.
+public final class LeaseKeeper: Service, Sendable {
     let options: WorkerOptions
     let keys: KeySchema
-    let scripts: ScriptRunner
     let running: RunningJobs
     let logger: Logger
+    private let scripts: ScriptRunner
+    private let wake = Mutex<(stop: Bool, now: Bool)>((false, false))
+    private let signal = DispatchSemaphore(value: 0)
+
+    init(options: WorkerOptions, keys: KeySchema, running: RunningJobs, logger: Logger) {
+        self.options = options
+        self.keys = keys
+        self.running = running
+        self.logger = logger
+        self.scripts = ScriptRunner(connection: RedisConnection(configuration: options.redis))
+    }
 
     public func run() async throws {
-        let interval = options.lease / 3
-        var outage = OutageTracker(what: "renew leases", logger: logger)
-        while true {
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            } catch { return }
-            do {
-                try await renew()
-                outage.succeeded()
-            } catch {
-                _ = await outage.failed(error)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { (exited: CheckedContinuation<Void, Never>) in
+                    self.startThread { exited.resume() }
+                }
             }
+            group.addTask {
+                // Returns on graceful shutdown, throws on cancellation: either way, stop the thread.
+                try? await gracefulShutdown()
+                self.stop()
+            }
+            await group.waitForAll()
         }
     }
 
-    func renew() async throws {
+    private func startThread(onExit: @escaping @Sendable () -> Void) {
+        let interval = options.lease / 3
+        let thread = Thread { [self] in
+            var outage: ContinuousClock.Instant?
+            while true {
+                _ = signal.wait(timeout: .now() + .milliseconds(Int(KilnDuration.milliseconds(interval))))
+                let w = wake.withLock { w -> (stop: Bool, now: Bool) in
+                    defer { w.now = false }
+                    return w
+                }
+                if w.stop { break }
+                do {
+                    try renew()
+                    if let since = outage {
+                        logger.info("lease renewal works again (failed for \(KilnDuration.format(ContinuousClock.now - since)))")
+                        outage = nil
+                    }
+                } catch {
+                    if outage == nil {
+                        outage = .now
+                        logger.error("cannot renew leases: \(error); retrying every \(KilnDuration.format(interval))")
+                    }
+                }
+            }
+            scripts.connection.close()
+            onExit()
+        }
+        thread.name = "kiln-heartbeat"
+        thread.start()
+    }
+
+    private func stop() {
+        wake.withLock { $0.stop = true }
+        signal.signal()
+    }
+
+    /// Renews now instead of at the next tick (after the cancel channel reconnects).
+    func renewSoon() {
+        wake.withLock { $0.now = true }
+        signal.signal()
+    }
+
+    /// One renewal pass, blocking; called on the heartbeat thread.
+    func renew() throws {
         let deadline = String(JobRunner.nowMs() + KilnDuration.milliseconds(options.lease))
         for (queue, jobs) in running.byQueue() {
             var args = [keys.queuePrefix(queue), deadline]
             for j in jobs { args.append(j.id); args.append(j.token) }
-            let reply = try await scripts.run(KilnScripts.extend, keys: [keys.running(queue)], args: args)
+            let reply = try scripts.runBlocking(KilnScripts.extend, keys: [keys.running(queue)], args: args)
             let f = reply.array.map { $0.string ?? "" }
             var i = 0
             while i + 1 < f.count {
@@ -61,7 +119,7 @@ public struct CancelListener: Service {
         try? await cancelWhenGracefulShutdown {
             try await conn.subscribe([keys.cancelChannel], onReconnect: {
                 // Cancels published while we were away are in the records: renewal reads them.
-                Task { try? await leases.renew() }
+                leases.renewSoon()
             }) { message in
                 // The message is "prefix:{queue}: id" (see the cancel script).
                 guard let text = message.array.last?.string,
@@ -71,43 +129,6 @@ public struct CancelListener: Service {
                 let queue = String(text[text.index(after: open)..<close])
                 running.stop(queue: queue, id: String(id), .cancel)
             }
-        }
-    }
-}
-
-/// Puts jobs whose lease expired back on their queue and moves due retries to their queue.
-public struct Reaper: Service {
-    let options: WorkerOptions
-    let keys: KeySchema
-    let scripts: ScriptRunner
-    let logger: Logger
-
-    public func run() async throws {
-        var outage = OutageTracker(what: "reap expired leases", logger: logger)
-        while true {
-            var sleep = options.reapInterval
-            do {
-                let now = JobRunner.nowMs()
-                for queue in options.queues {
-                    let r = try await scripts.run(
-                        KilnScripts.reap,
-                        keys: [keys.running(queue), keys.scheduled(queue), keys.pending(queue, .io), keys.pending(queue, .cpu), keys.dead(queue)],
-                        args: [keys.queuePrefix(queue), String(now), "500"]).array
-                    let reclaimed = r.first?.int ?? 0
-                    if reclaimed > 0 { logger.warning("reclaimed \(reclaimed) job(s) whose worker stopped renewing its lease", metadata: ["queue": "\(queue)"]) }
-                    if let next = r.last?.int, next > 0 {
-                        sleep = min(sleep, .milliseconds(max(5, Int64(next) - now)))
-                    }
-                }
-                outage.succeeded()
-            } catch {
-                if await !outage.failed(error) { return }
-                continue
-            }
-            let pause = sleep
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
-            } catch { return }
         }
     }
 }

@@ -14,7 +14,8 @@ public final class LocalRedisServer: Sendable {
 
     /// Starts the server and waits (up to 10 s) until it answers PING. Tries a few ports in case
     /// another process takes the free one first. Persistence is off unless `extraArgs` turn it on.
-    public init(password: String? = nil, extraArgs: [String] = [], dir: String? = nil) throws {
+    /// `port`: a fixed port (e.g. to restart a server where clients expect it); default a free one.
+    public init(password: String? = nil, extraArgs: [String] = [], dir: String? = nil, port fixedPort: Int? = nil) throws {
         guard let server = Self.serverPath else {
             throw SpawnedProcess.SpawnError(message: "redis-server is not installed (make demo/make test install it; or apt-get install redis-server)")
         }
@@ -23,8 +24,8 @@ public final class LocalRedisServer: Sendable {
         self.dir = dir
         self.password = password
         var lastError = "no attempt"
-        for _ in 0..<5 {
-            let port = Self.freePort()
+        for _ in 0..<(fixedPort == nil ? 5 : 1) {
+            let port = fixedPort ?? Self.freePort()
             var args = [server, "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "",
                         "--appendonly", "no", "--daemonize", "no", "--logfile", "\(dir)/redis.log"]
             if let password { args += ["--requirepass", password] }

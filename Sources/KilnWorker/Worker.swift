@@ -40,7 +40,7 @@ public struct Worker: Sendable {
         let pool = options.processes > 0
             ? ProcessPool(size: options.processes, logger: log, killGrace: options.killGrace) : nil
         let runner = JobRunner(options: options, registry: registry, keys: keys, scripts: scripts, pool: pool, running: running, logger: log)
-        let leases = LeaseKeeper(options: options, keys: keys, scripts: scripts, running: running, logger: log)
+        let leases = LeaseKeeper(options: options, keys: keys, running: running, logger: log)
         let executor = JobExecutor(
             options: options, runner: runner, keys: keys, scripts: scripts, running: running,
             ioSlots: SlotPool(capacity: options.concurrency),

@@ -27,6 +27,14 @@ public struct WorkerOptions: Sendable {
     public var retryBackoff: Duration
     /// How often the reaper looks for expired leases and due retries. Default 1 s.
     public var reapInterval: Duration
+    /// How often the reaper also sweeps for jobs marked running that have no lease at all (a
+    /// lost lease entry), giving them one so they are reclaimed if nobody renews it. Default 60 s.
+    public var sweepInterval: Duration
+    /// Most dead-lettered jobs kept per queue; the oldest beyond it are deleted. Default 10,000.
+    public var deadMax: Int
+    /// Dead-lettered jobs older than this are deleted (their records also expire with their
+    /// result TTL, whichever comes first). Default 7 days.
+    public var deadMaxAge: Duration
     /// Most jobs one fetch call takes (bounded by free slots). Default 64.
     public var fetchBatch: Int
     /// Largest result stored, in bytes; a larger one fails the job (`result_too_large`). Default 1 MiB.
@@ -46,6 +54,9 @@ public struct WorkerOptions: Sendable {
         shutdownGrace: Duration = .seconds(30),
         retryBackoff: Duration = .seconds(1),
         reapInterval: Duration = .seconds(1),
+        sweepInterval: Duration = .seconds(60),
+        deadMax: Int = 10_000,
+        deadMaxAge: Duration = .seconds(7 * 86_400),
         fetchBatch: Int = 64,
         maxResultBytes: Int = 1 << 20,
         killGrace: Duration = .seconds(2),
@@ -60,6 +71,9 @@ public struct WorkerOptions: Sendable {
         self.shutdownGrace = shutdownGrace
         self.retryBackoff = retryBackoff
         self.reapInterval = reapInterval
+        self.sweepInterval = sweepInterval
+        self.deadMax = deadMax
+        self.deadMaxAge = deadMaxAge
         self.fetchBatch = fetchBatch
         self.maxResultBytes = maxResultBytes
         self.killGrace = killGrace
@@ -82,6 +96,7 @@ public struct WorkerOptions: Sendable {
         if concurrency < 1 || concurrency > 1_000_000 { throw KilnError(.invalidInput, "--concurrency must be from 1 to 1000000, got \(concurrency)") }
         if processes < 0 || processes > 1024 { throw KilnError(.invalidInput, "--processes must be from 0 to 1024, got \(processes)") }
         if lease < .milliseconds(300) { throw KilnError(.invalidInput, "--lease must be at least 300ms, got \(KilnDuration.format(lease))") }
+        if deadMax < 0 { throw KilnError(.invalidInput, "--dead-max must not be negative") }
         if fetchBatch < 1 { throw KilnError(.invalidInput, "fetch batch must be at least 1") }
     }
 }

@@ -14,7 +14,7 @@ struct KilnCommand: AsyncParsableCommand {
         5 no such job.
         """,
         subcommands: [EnqueueCommand.self, ResultCommand.self, StatusCommand.self, CancelCommand.self,
-                      WorkerCommand.self, QueuesCommand.self, DemoCommand.self])
+                      WorkerCommand.self, QueuesCommand.self, DeadCommand.self, RetryCommand.self, DemoCommand.self])
 }
 
 /// Runs the command line with Kiln's exit codes and one-line errors.
@@ -111,7 +111,8 @@ struct ConnectionOptions: ParsableArguments {
 
     func client(maxPayloadBytes: Int = 1 << 20) throws -> KilnClient {
         try KilnClient(options: KilnClientOptions(
-            redis: redisConfiguration(), prefix: prefixValue(), maxPayloadBytes: maxPayloadBytes, knownKinds: BuiltinJobs.kinds))
+            redis: redisConfiguration(), prefix: prefixValue(), maxPayloadBytes: maxPayloadBytes, knownKinds: BuiltinJobs.kinds,
+            retry: .none))
     }
 }
 

@@ -20,6 +20,9 @@ struct WorkerCommand: AsyncParsableCommand {
     var shutdownGrace: DurationArgument = .init(.seconds(30))
     @Option(name: .customLong("retry-backoff"), help: ArgumentHelp("Delay before the first retry; doubles each time, with jitter.", valueName: "duration"))
     var retryBackoff: DurationArgument = .init(.seconds(1))
+    @Option(name: .customLong("dead-max"), help: "Most dead-lettered jobs kept per queue; the oldest beyond are deleted.") var deadMax: Int = 10_000
+    @Option(name: .customLong("dead-max-age"), help: ArgumentHelp("Dead-lettered jobs older than this are deleted.", valueName: "duration"))
+    var deadMaxAge: DurationArgument = .init(.seconds(7 * 86_400))
     @Option(help: "Worker name in records and logs (default host:pid).") var name: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (also $KILN_LOG_LEVEL).") var logLevel: String?
 
@@ -44,6 +47,8 @@ struct WorkerCommand: AsyncParsableCommand {
             redis: try connection.redisConfiguration(), prefix: connection.prefixValue(),
             queues: (queues ?? env["KILN_QUEUES"] ?? "default").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
             lease: lease.value, shutdownGrace: shutdownGrace.value, retryBackoff: retryBackoff.value)
+        options.deadMax = deadMax
+        options.deadMaxAge = deadMaxAge.value
         if let n = try number(concurrency, "KILN_CONCURRENCY") { options.concurrency = n }
         if let n = try number(processes, "KILN_PROCESSES") { options.processes = n }
         if let name { options.name = name }

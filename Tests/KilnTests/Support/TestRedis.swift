@@ -27,8 +27,8 @@ final class TestRedis: Sendable {
         }
     }()
 
-    init(password: String? = nil, extraArgs: [String] = []) throws {
-        server = try LocalRedisServer(password: password, extraArgs: extraArgs)
+    init(password: String? = nil, extraArgs: [String] = [], dir: String? = nil, port: Int? = nil) throws {
+        server = try LocalRedisServer(password: password, extraArgs: extraArgs, dir: dir, port: port)
     }
 
     /// Kills the server, keeping its dir (a test may restart a server there).

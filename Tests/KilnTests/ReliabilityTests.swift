@@ -1,0 +1,126 @@
+import Foundation
+import Kiln
+import KilnRedis
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Failure behaviour: Redis restarts and outages, dead-letter bounds, sweeping, producer retries.
+@Suite(.serialized) struct ReliabilityTests {
+    func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    @Test func workerRidesOutARedisRestartAndLosesNothing() async throws {
+        let aof = ["--appendonly", "yes", "--appendfsync", "always"]
+        var redis = try TestRedis(extraArgs: aof)
+        let port = redis.port, dir = redis.dir
+        let cli = KilnCLI(redis: redis, prefix: "kiln")
+        let worker = try await cli.startWorker(["--processes", "0", "--lease", "2s"])
+        let client = try KilnClient(options: KilnClientOptions(redis: redis.configuration, retry: RetryPolicy(attempts: 20, backoff: .milliseconds(100))))
+        defer { client.close() }
+        let job = try await client.enqueue("sleep", json: "{\"ms\":300}")
+        try await eventually("running") { try await job.status() == .running }
+        // Redis dies mid-job, the job ends while it is away (its result write must be retried),
+        // and Redis comes back from its append-only file on the same port.
+        redis.stop()
+        try await eventually("the worker noticed the outage") { worker.stderr.contains("retrying until Redis is back") }
+        redis = try TestRedis(extraArgs: aof, dir: dir, port: port)
+        let r = try await job.wait(timeout: .seconds(30))
+        #expect(r.status == .succeeded && r.attempts == 1, "\(r.json)")
+        // The worker resumed fetching.
+        #expect(try await client.enqueue("echo", json: "\"after\"").value(timeout: .seconds(30)) == .string("after"))
+        // One outage, logged once by each loop, not once per command.
+        let lines = worker.stderr.split(separator: "\n")
+        #expect(lines.filter { $0.contains("cannot fetch jobs") }.count <= 2, "\(worker.stderr.suffix(3000))")
+        #expect(!lines.contains { $0.contains("status=failed") || $0.contains("status=dead") })
+        #expect(lines.contains { $0.contains("done after Redis came back") })
+        try await cli.stop(worker)
+        redis.stop()
+    }
+
+    @Test func deadLetterSetIsBounded() async throws {
+        let redis = TestRedis.shared
+        let client = try redis.client(prefix: TestRedis.uniquePrefix())
+        defer { client.close() }
+        let k = client.keys
+        var ids: [String] = []
+        for i in 0..<4 {
+            // Put dead jobs in by hand (as if retries ran out), 1 ms apart.
+            let id = "dead-\(i)"
+            ids.append(id)
+            try await client.connection.send(["HSET", k.job("default", id), "id", id, "type", "x", "status", "dead", "queue", "default"])
+            try await client.connection.send(["ZADD", k.dead("default"), String(nowMs() - 10_000 + Int64(i)), id])
+        }
+        try await client.connection.send(["SADD", k.queues, "default"])
+        let reap = { (max: Int, ageMs: Int64) in
+            try await client.scripts.run(KilnScripts.reap, keys: [k.running("default"), k.scheduled("default"), k.pending("default", .io), k.pending("default", .cpu), k.dead("default")],
+                                         args: [k.queuePrefix("default"), String(self.nowMs()), "100", "1", String(max), String(ageMs)])
+        }
+        _ = try await reap(2, 86_400_000)
+        #expect(try await client.deadJobs().map(\.id) == ["dead-2", "dead-3"])  // the oldest beyond 2 went
+        #expect(try await client.connection.send(["EXISTS", k.job("default", "dead-0")]).int == 0)
+        _ = try await reap(100, 1)  // older than 1 ms: all gone
+        #expect(try await client.deadJobs().isEmpty)
+    }
+
+    @Test func deadJobsCanBeListedAndRetried() async throws {
+        let cli = KilnCLI(redis: .shared, prefix: TestRedis.uniquePrefix())
+        let worker = try await cli.startWorker(["--processes", "0", "--retry-backoff", "10ms"])
+        let failed = try await cli.run("enqueue", "fail", "{\"message\":\"first time\"}", "--retries", "1", "--wait")
+        #expect(failed.code == 4)
+        let dead = try await cli.run("dead", "--json")
+        let record = try JSONSerialization.jsonObject(with: Data(dead.line.utf8)) as? [String: Any]
+        let id = try #require(record?["id"] as? String)
+        #expect(record?["status"] as? String == "dead")
+        #expect(try await cli.run("retry", id).line == "queued")
+        let again = try await cli.run("result", id, "--wait", "--timeout", "20s", "--json")
+        #expect(again.code == 4 && again.stdout.contains("\"attempts\":2"), "\(again.stdout)")
+        #expect(try await cli.run("retry", "--all-dead").line == "1 job(s) queued again")
+        #expect(try await cli.run("retry", "no-such-job").code == 5)
+        let succeeded = try await cli.run("enqueue", "noop")
+        _ = try await cli.run("result", succeeded.line, "--wait")
+        let refused = try await cli.run("retry", succeeded.line)
+        #expect(refused.code == 2 && refused.stderr.contains("succeeded"))
+        try await cli.stop(worker)
+    }
+
+    @Test func runningJobWithoutALeaseIsSweptAndReclaimed() async throws {
+        let client = try TestRedis.shared.client(prefix: TestRedis.uniquePrefix())
+        defer { client.close() }
+        let k = client.keys
+        let job = try await client.enqueue("noop")
+        let q = "default"
+        // Leased, then its running-set entry vanishes (as if written by a broken tool).
+        _ = try await client.scripts.run(KilnScripts.fetch, keys: [k.pending(q, .io), k.running(q)], args: [k.queuePrefix(q), String(nowMs()), "1", "w", "30000"])
+        try await client.connection.send(["ZREM", k.running(q), job.id])
+        let found = try await client.scripts.run(KilnScripts.sweep, keys: [k.running(q)], args: [k.queuePrefix(q), String(nowMs() - 1), job.id])
+        #expect(found.int == 1)
+        let reaped = try await client.scripts.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
+                                                  args: [k.queuePrefix(q), String(nowMs()), "100"]).array
+        #expect(reaped.first?.int == 1)
+        #expect(try await job.status() == .queued)
+    }
+
+    @Test func producerRetriesAcrossADroppedConnectionExactlyOnce() async throws {
+        let redis = TestRedis.shared
+        let prefix = TestRedis.uniquePrefix()
+        let admin = RedisConnection(configuration: redis.configuration)
+        defer { admin.close() }
+        for (policy, expectSuccess) in [(RetryPolicy(attempts: 3, backoff: .milliseconds(10)), true), (RetryPolicy.none, false)] {
+            let client = try KilnClient(options: KilnClientOptions(redis: redis.configuration, prefix: prefix, retry: policy))
+            defer { client.close() }
+            _ = try await client.queueStats()  // connected
+            try await admin.send(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+            do {
+                _ = try await client.enqueue("noop")
+                #expect(expectSuccess)
+            } catch let e as KilnError {
+                #expect(!expectSuccess && e.code == .redis, "\(e)")
+            }
+        }
+        let client = try KilnClient(options: KilnClientOptions(redis: redis.configuration, prefix: prefix))
+        defer { client.close() }
+        #expect(try await client.queueStats().first?.queued == 1)
+    }
+}
