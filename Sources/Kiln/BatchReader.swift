@@ -1,0 +1,75 @@
+import Foundation
+
+/// Reads batch files: one JSON object per line, `{"type", "payload"?, "queue"?, "timeout"?,
+/// "retries"?, "result_ttl"?, "kind"?, "id"?}`; `timeout`/`result_ttl` are duration strings or
+/// seconds. Every line is checked; errors name the line.
+public enum BatchReader {
+    public static func read(_ source: String, defaults: JobOptions, limit: Int) throws -> [EnqueueRequest] {
+        let data: Data
+        if source == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let d = FileManager.default.contents(atPath: source) else {
+                throw KilnError(.invalidInput, "cannot read batch file '\(source)'")
+            }
+            data = d
+        }
+        var out: [EnqueueRequest] = []
+        for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let text = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            if text.isEmpty { continue }
+            do {
+                out.append(try parse(text, defaults: defaults, limit: limit))
+            } catch let e as KilnError {
+                throw KilnError(e.code, "batch line \(n + 1): \(e.message)")
+            }
+        }
+        return out
+    }
+
+    public static func parse(_ text: String, defaults: JobOptions, limit: Int) throws -> EnqueueRequest {
+        if text.utf8.count > limit + 64 * 1024 {
+            throw KilnError(.tooLarge, "line is \(text.utf8.count) bytes, over the payload limit of \(limit) bytes")
+        }
+        // JSONDecoder tells numbers from booleans (JSONSerialization's NSNumbers do not).
+        guard case .object(let obj)? = try? JSONText.decode(JSONValue.self, from: text) else {
+            throw KilnError(.invalidInput, "not a JSON object")
+        }
+        let allowed: Set<String> = ["type", "payload", "queue", "timeout", "retries", "result_ttl", "kind", "id"]
+        if let extra = obj.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw KilnError(.invalidInput, "unknown field '\(extra)' (expected type, payload, queue, timeout, retries, result_ttl, kind, id)")
+        }
+        guard case .string(let type)? = obj["type"] else { throw KilnError(.invalidInput, "missing string field 'type'") }
+        var options = defaults
+        if let q = obj["queue"] {
+            guard case .string(let q) = q else { throw KilnError(.invalidInput, "'queue' must be a string") }
+            options.queue = q
+        }
+        if let t = obj["timeout"] { options.timeout = try duration(t, "timeout") }
+        if let t = obj["result_ttl"] { options.resultTTL = try duration(t, "result_ttl") }
+        if let r = obj["retries"] {
+            guard case .number(let n) = r, n == n.rounded(), abs(n) < 1e6 else { throw KilnError(.invalidInput, "'retries' must be a whole number") }
+            options.retries = Int(n)
+        }
+        if let k = obj["kind"] {
+            guard case .string(let k) = k, let kind = JobKind(rawValue: k) else { throw KilnError(.invalidInput, "'kind' must be \"io\" or \"cpu\"") }
+            options.kind = kind
+        }
+        if let i = obj["id"] {
+            guard case .string(let i) = i else { throw KilnError(.invalidInput, "'id' must be a string") }
+            options.id = i
+        }
+        let payload = try obj["payload"].map { try JSONText.encode($0) } ?? "null"
+        return EnqueueRequest(type: type, payload: payload, options: options)
+    }
+
+    /// A timeout field: a duration string ("30s") or a number of seconds.
+    public static func duration(_ v: JSONValue, _ name: String) throws -> Duration {
+        switch v {
+        case .string(let s): return try KilnDuration.parse(s)
+        case .number(let n) where n > 0 && n < 1e9: return .milliseconds(Int64(n * 1000))
+        default: throw KilnError(.invalidInput, "'\(name)' must be a duration such as \"30s\" or a number of seconds")
+        }
+    }
+}
+
