@@ -1,0 +1,272 @@
+import Foundation
+import Kiln
+import KilnRedis
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The least-privilege Redis ACL users of `docs/security.md`, verified end to end on a dedicated
+/// redis-server whose default user is disabled: a worker and the `kiln` producer commands run the
+/// whole job life cycle (run, pool, retry, dead-letter, cancel, lease renewal, hand-back) as those
+/// users without a single ACL denial, and each user is refused what it must not do.
+@Suite(.serialized) struct ACLTests {
+    /// The rules after `ACL SETUSER kiln-producer reset on >PASSWORD`, exactly as in docs/security.md.
+    static let producerRules = "resetchannels &kiln:cancel -@all +script|load +evalsha +sadd +smembers +exists +hgetall +llen +zcard +zrange +blmove +hset +hget +lpush +rpush +lrem +zrem +pexpire +del +publish ~kiln:queues ~kiln:{*}:pending:* ~kiln:{*}:scheduled ~kiln:{*}:job:* ~kiln:{*}:done:* %R~kiln:{*}:running %R~kiln:{*}:dead"
+    /// The rules after `ACL SETUSER kiln-worker reset on >PASSWORD`, exactly as in docs/security.md.
+    static let workerRules = "resetchannels &kiln:cancel -@all +ping +subscribe +script|load +evalsha +blmove +rpop +lpush +rpush +hmget +hget +hset +hdel +hincrby +exists +zadd +zrem +zrange +zrangebyscore +zcard +zscore +scan +pexpire +del ~kiln:{*}:pending:* ~kiln:{*}:running ~kiln:{*}:scheduled ~kiln:{*}:dead ~kiln:{*}:job:* ~kiln:{*}:done:*"
+    /// The admin user the doc tells operators to create before disabling `default`.
+    static let adminRules = "on >ADMIN_PASSWORD ~* &* +@all"
+
+    static let producerPassword = "producer-secret-1"
+    static let workerPassword = "worker-secret-2"
+    static let adminPassword = "admin-secret-3"
+
+    /// The repository root, from this file's path (Tests/KilnTests/ACLTests.swift).
+    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    // MARK: the doc and the test agree
+
+    @Test func securityDocShowsExactlyTheseRules() throws {
+        let doc = try String(contentsOf: Self.repoRoot.appendingPathComponent("docs/security.md"), encoding: .utf8)
+        for line in [
+            "ACL SETUSER admin \(Self.adminRules)",
+            "ACL SETUSER kiln-producer reset on >PRODUCER_PASSWORD \(Self.producerRules)",
+            "ACL SETUSER kiln-worker reset on >WORKER_PASSWORD \(Self.workerRules)",
+            "ACL SETUSER default off",
+        ] {
+            #expect(doc.contains(line), "docs/security.md does not contain the line:\n\(line)")
+        }
+    }
+
+    // MARK: a server with the users
+
+    /// A dedicated redis-server with the admin, producer and worker users of docs/security.md and
+    /// the default user disabled.
+    struct ACLServer {
+        let redis: TestRedis
+        /// A connection as the admin user, for inspection.
+        let admin: RedisConnection
+
+        func url(_ user: String, _ password: String) -> String { "redis://\(user):\(password)@127.0.0.1:\(redis.port)" }
+        var producerURL: String { url("kiln-producer", ACLTests.producerPassword) }
+        var workerURL: String { url("kiln-worker", ACLTests.workerPassword) }
+
+        /// Runs `kiln ARGS...` as the producer user.
+        func kiln(_ args: String...) async throws -> KilnCLI.Result {
+            let p = try ChildProcess([KilnBinary.path] + args, environment: ["KILN_REDIS_URL": producerURL, "KILN_PREFIX": "kiln"])
+            let code = try await p.wait(timeout: .seconds(30))
+            return KilnCLI.Result(code: code, stdout: p.stdout, stderr: p.stderr)
+        }
+
+        func status(_ id: String) async throws -> String? {
+            try await admin.send(["HGET", "kiln:{default}:job:\(id)", "status"]).string
+        }
+
+        /// Every ACL denial the server logged since the last reset.
+        func aclLog() async throws -> [RedisValue] { try await admin.send(["ACL", "LOG"]).array }
+    }
+
+    /// Starts the server, sets the users up as the default user, disables it, runs `body`, and
+    /// stops the server (also when `body` throws).
+    func withACLServer(_ body: (ACLServer) async throws -> Void) async throws {
+        let redis = try TestRedis()
+        defer { redis.server.stop() }
+        let setup = RedisConnection(configuration: redis.configuration)
+        func rules(_ text: String) -> [String] { text.split(separator: " ").map(String.init) }
+        _ = try await setup.send(["ACL", "SETUSER", "admin"] + rules(Self.adminRules.replacingOccurrences(of: "ADMIN_PASSWORD", with: Self.adminPassword)))
+        _ = try await setup.send(["ACL", "SETUSER", "kiln-producer", "reset", "on", ">" + Self.producerPassword] + rules(Self.producerRules))
+        _ = try await setup.send(["ACL", "SETUSER", "kiln-worker", "reset", "on", ">" + Self.workerPassword] + rules(Self.workerRules))
+        _ = try await setup.send(["ACL", "SETUSER", "default", "off"])
+        setup.close()
+        let admin = RedisConnection(configuration: try RedisConfiguration(url: "redis://admin:\(Self.adminPassword)@127.0.0.1:\(redis.port)"))
+        defer { admin.close() }
+        try await body(ACLServer(redis: redis, admin: admin))
+    }
+
+    /// Starts `kiln worker` as the worker user (one pool process, 2 s lease so leases are renewed
+    /// several times, short grace and retry backoff), runs `body`, and stops the worker with
+    /// SIGTERM (also when `body` throws).
+    func withWorker(_ server: ACLServer, _ body: (ChildProcess) async throws -> Void) async throws {
+        let worker = try ChildProcess(
+            [KilnBinary.path, "worker", "--processes", "1", "--lease", "2s", "--shutdown-grace", "300ms",
+             "--retry-backoff", "50ms", "--name", "acl-worker"],
+            environment: ["KILN_REDIS_URL": server.workerURL, "KILN_PREFIX": "kiln", "KILN_QUEUES": "default"])
+        do {
+            try await eventually("worker did not start: \(worker.output.suffix(1500))", timeout: .seconds(20)) {
+                if worker.poll() != nil { throw TestFailure("worker exited early: \(worker.output.suffix(1500))") }
+                return worker.stderr.contains("worker started")
+            }
+            try await body(worker)
+        } catch {
+            if worker.poll() == nil {
+                worker.signal(SIGTERM)
+                _ = try? await worker.wait(timeout: .seconds(10))
+            }
+            throw error
+        }
+        if worker.poll() == nil {
+            worker.signal(SIGTERM)
+            _ = try await worker.wait(timeout: .seconds(20))
+        }
+    }
+
+    /// Expects `body` to be refused by an ACL (NOPERM), not to fail for another reason.
+    func expectDenied(_ what: String, _ body: () async throws -> Void) async {
+        do {
+            try await body()
+            Issue.record("\(what): was allowed, expected NOPERM")
+        } catch {
+            let text = (error as? RedisError)?.message ?? "\(error)"
+            #expect(text.contains("NOPERM") || text.contains("no permissions"), "\(what): failed, but not with NOPERM: \(text)")
+        }
+    }
+
+    // MARK: the whole flow as the least-privilege users
+
+    @Test func fullFlowRunsWithOnlyTheDocumentedPermissions() async throws {
+        try await withACLServer { server in
+            // Nobody gets in without a user any more.
+            let anonymous = RedisConnection(configuration: server.redis.configuration)
+            await #expect(throws: RedisError.self, "the default user should be disabled") { _ = try await anonymous.send(["PING"]) }
+            anonymous.close()
+
+            try await withWorker(server) { worker in
+                // I/O job, waited for.
+                let echo = try await server.kiln("enqueue", "echo", #"{"a":1}"#, "--wait", "--wait-timeout", "20s")
+                #expect(echo.code == 0 && echo.line == #"{"a":1}"#, "echo: \(echo.code) \(echo.stdout) \(echo.stderr)")
+
+                // CPU job in the pool; result and status read back.
+                let spin = try await server.kiln("enqueue", "cpu.spin", #"{"n":1000}"#)
+                #expect(spin.code == 0, "enqueue cpu.spin: \(spin.stderr)")
+                let result = try await server.kiln("result", spin.line, "--wait", "--timeout", "20s")
+                #expect(result.code == 0 && result.stdout.contains(#""n":1000"#), "result: \(result.code) \(result.stdout) \(result.stderr)")
+                let status = try await server.kiln("status", spin.line)
+                #expect(status.code == 0 && status.line == "succeeded", "status: \(status.code) \(status.stdout) \(status.stderr)")
+
+                // A failing job with one retry: scheduled, promoted by the reaper, then dead-lettered.
+                let fail = try await server.kiln("enqueue", "fail", #"{"message":"acl"}"#, "--retries", "1", "--wait", "--wait-timeout", "20s")
+                #expect(fail.code == 4 && fail.stderr.contains("dead"), "fail: \(fail.code) \(fail.stdout) \(fail.stderr)")
+                #expect(try await server.admin.send(["ZCARD", "kiln:{default}:dead"]).int == 1)
+                let failID = try await server.admin.send(["ZRANGE", "kiln:{default}:dead", "0", "0"]).array.first?.string ?? "?"
+                // The producer may list dead letters but not take them out of the dead set.
+                let dead = try await server.kiln("dead")
+                #expect(dead.code == 0 && dead.stdout.contains(failID), "dead: \(dead.code) \(dead.stdout) \(dead.stderr)")
+                let retry = try await server.kiln("retry", failID)
+                #expect(retry.code == 1 && (retry.stderr.contains("NOPERM") || retry.stderr.contains("no permissions")), "retry as producer: \(retry.code) \(retry.stdout) \(retry.stderr)")
+                _ = try await server.admin.send(["ACL", "LOG", "RESET"])
+
+                // Cancel of a running job: published to the worker, which stops it.
+                let sleeper = try await server.kiln("enqueue", "sleep", #"{"ms":20000}"#)
+                #expect(sleeper.code == 0, "enqueue sleep: \(sleeper.stderr)")
+                try await eventually("the sleep job did not start", timeout: .seconds(10)) { try await server.status(sleeper.line) == "running" }
+                let cancel = try await server.kiln("cancel", sleeper.line)
+                #expect(cancel.code == 0 && cancel.stdout == "cancelled\n", "cancel: \(cancel.code) \(cancel.stdout) \(cancel.stderr)")
+
+                // Cancel of a queued job (on a queue no worker serves): removed and finalized by the producer.
+                let idle = try await server.kiln("enqueue", "echo", "1", "--queue", "idle")
+                #expect(idle.code == 0, "enqueue to idle: \(idle.stderr)")
+                let cancelQueued = try await server.kiln("cancel", idle.line)
+                #expect(cancelQueued.code == 0 && cancelQueued.stdout == "cancelled\n", "cancel queued: \(cancelQueued.code) \(cancelQueued.stdout) \(cancelQueued.stderr)")
+                #expect(try await server.admin.send(["LLEN", "kiln:{idle}:pending:io"]).int == 0)
+
+                let queues = try await server.kiln("queues")
+                #expect(queues.code == 0 && queues.stdout.contains("default"), "queues: \(queues.code) \(queues.stdout) \(queues.stderr)")
+
+                // A running job's lease is renewed, and on shutdown it is handed back to the queue.
+                let held = try await server.kiln("enqueue", "sleep", #"{"ms":20000}"#)
+                #expect(held.code == 0, "enqueue sleep: \(held.stderr)")
+                try await eventually("the second sleep job did not start", timeout: .seconds(10)) { try await server.status(held.line) == "running" }
+                let firstLease = try await server.admin.send(["ZSCORE", "kiln:{default}:running", held.line]).string.flatMap { Double($0) } ?? 0
+                try await eventually("the lease was not renewed", timeout: .seconds(5)) {
+                    let lease = try await server.admin.send(["ZSCORE", "kiln:{default}:running", held.line]).string.flatMap { Double($0) } ?? 0
+                    return lease > firstLease
+                }
+                worker.signal(SIGTERM)
+                let code = try await worker.wait(timeout: .seconds(20))
+                #expect(code == 0, "worker exit code \(code): \(worker.output.suffix(1500))")
+                #expect(try await server.status(held.line) == "queued")
+                let back = try await server.kiln("status", held.line)
+                #expect(back.line == "queued", "status after hand-back: \(back.stdout) \(back.stderr)")
+
+                #expect(!worker.stderr.contains("NOPERM") && !worker.stderr.contains("no permissions"), "worker was refused something:\n\(worker.stderr.suffix(3000))")
+            }
+            let denials = try await server.aclLog()
+            #expect(denials.isEmpty, "Redis logged ACL denials during the flow: \(denials)")
+        }
+    }
+
+    // MARK: what each user must not do
+
+    @Test func producerCannotRunWorkerTransitionsOrLeaveThePrefix() async throws {
+        try await withACLServer { server in
+            let client = try KilnClient(options: KilnClientOptions(redis: try RedisConfiguration(url: server.producerURL), prefix: "kiln"))
+            defer { client.close() }
+            let job = try await client.enqueue("echo", json: "1")
+            let k = client.keys
+            let q = "default"
+            let P = k.queuePrefix(q)
+            let now = String(Int64(Date().timeIntervalSince1970 * 1000))
+
+            await expectDenied("fetch") {
+                _ = try await client.scripts.run(KilnScripts.fetch, keys: [k.pending(q, .io), k.running(q)], args: [P, now, "1", "intruder", "30000"])
+            }
+            await expectDenied("finish") {
+                _ = try await client.scripts.run(KilnScripts.finish, keys: [k.running(q), k.scheduled(q), k.dead(q)],
+                                                 args: [P, job.id, "1", "succeeded", #""forged""#, "", "", now, "-1"])
+            }
+            await expectDenied("reap") {
+                _ = try await client.scripts.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
+                                                 args: [P, now, "10"])
+            }
+            await expectDenied("extend") {
+                _ = try await client.scripts.run(KilnScripts.extend, keys: [k.running(q)], args: [P, now, job.id, "1"])
+            }
+            await expectDenied("release") {
+                _ = try await client.scripts.run(KilnScripts.release, keys: [k.running(q), k.pending(q, .io)], args: [P, job.id, "1", "io", now])
+            }
+            for command in [
+                ["ZADD", k.running(q), "0", job.id], ["DEL", k.dead(q)], ["SET", "other:key", "1"], ["GET", "other:key"],
+                ["HGETALL", "other:{default}:job:\(job.id)"], ["EVAL", "return 1", "0"], ["FLUSHALL"], ["KEYS", "*"],
+                ["CONFIG", "GET", "maxmemory"], ["SUBSCRIBE", "other:cancel"], ["SADD", "other:queues", "x"], ["LPUSH", "other:list", "x"],
+            ] {
+                await expectDenied("producer \(command.joined(separator: " "))") { _ = try await client.connection.send(command) }
+            }
+            // Nothing moved: the job is still queued and nobody holds a lease.
+            #expect(try await server.status(job.id) == "queued")
+            #expect(try await server.admin.send(["LRANGE", k.pending(q, .io), "0", "-1"]).array.compactMap(\.string) == [job.id])
+            #expect(try await server.admin.send(["ZCARD", k.running(q)]).int == 0)
+            #expect(try await server.admin.send(["EXISTS", "other:key"]).int == 0)
+        }
+    }
+
+    @Test func workerCannotAdministerRedisOrLeaveThePrefix() async throws {
+        try await withACLServer { server in
+            let worker = RedisConnection(configuration: try RedisConfiguration(url: server.workerURL))
+            defer { worker.close() }
+            #expect(try await worker.send(["PING"]).string == "PONG")
+            for command in [
+                ["FLUSHALL"], ["FLUSHDB"], ["CONFIG", "GET", "maxmemory"], ["CONFIG", "SET", "maxmemory", "1"], ["ACL", "LIST"],
+                ["KEYS", "*"], ["SET", "other:key", "1"], ["SADD", "kiln:queues", "x"], ["PUBLISH", "kiln:cancel", "x"],
+                ["EVAL", "return 1", "0"], ["SHUTDOWN"], ["HSET", "other:{default}:job:x", "a", "1"], ["RPUSH", "other:list", "x"],
+            ] {
+                await expectDenied("worker \(command.joined(separator: " "))") { _ = try await worker.send(command) }
+            }
+            #expect(try await server.admin.send(["DBSIZE"]).int == 0)
+
+            // The reaper's sweep (every 60 s, too rare for the flow): SCAN for job records, then
+            // give a job marked running without a lease one.
+            _ = try await server.admin.send(["ACL", "LOG", "RESET"])
+            _ = try await server.admin.send(["HSET", "kiln:{default}:job:ORPHAN", "id", "ORPHAN", "status", "running"])
+            let page = try await worker.send(["SCAN", "0", "MATCH", "kiln:{default}:job:*", "COUNT", "500"]).array
+            #expect(page.count == 2 && page[1].array.compactMap(\.string) == ["kiln:{default}:job:ORPHAN"])
+            let deadline = String(Int64(Date().timeIntervalSince1970 * 1000) + 30_000)
+            let found = try await ScriptRunner(connection: worker).run(KilnScripts.sweep, keys: ["kiln:{default}:running"], args: ["kiln:{default}:", deadline, "ORPHAN"])
+            #expect(found.int == 1)
+            #expect(try await server.admin.send(["ZSCORE", "kiln:{default}:running", "ORPHAN"]).string == deadline)
+            let denials = try await server.aclLog()
+            #expect(denials.isEmpty, "the sweep was refused: \(denials)")
+        }
+    }
+}
