@@ -2,7 +2,7 @@
 SWIFT ?= swift
 JOBS ?= 2
 
-.PHONY: all deps build release test demo bench clean
+.PHONY: all deps build release test demo chaos bench clean
 
 all: build
 
@@ -24,6 +24,12 @@ test: deps
 # End to end against a throwaway Redis under a temp dir: prints a table of what happened.
 demo: release
 	.build/release/kiln demo
+
+# A bounded chaos run (default about 3 minutes; CHAOS_SECONDS, CHAOS_JOBS, CHAOS_SEED to change it):
+# kills, stops and restarts workers and Redis while jobs flow, then checks nothing was lost.
+chaos: deps
+	$(SWIFT) build -c release -j $(JOBS) --product kiln-chaos
+	.build/release/kiln-chaos run
 
 clean:
 	rm -rf .build

@@ -23,7 +23,8 @@ extension KilnClient {
                     }
                     // Redis takes a fractional timeout in seconds; 0 would mean forever.
                     let secs = max(0.001, Double(KilnDuration.milliseconds(remaining)) / 1000)
-                    let woke = try await conn.send(["BLMOVE", doneKey, doneKey, "RIGHT", "RIGHT", String(format: "%.3f", secs)])
+                    let woke = try await conn.send(["BLMOVE", doneKey, doneKey, "RIGHT", "RIGHT", String(format: "%.3f", secs)],
+                                                   blockFor: .milliseconds(Int64(secs * 1000)))
                     if !woke.isNull || remaining < .milliseconds(2) {
                         guard let rec = JobRecord(hash: try await connection.send(["HGETALL", jobKey]), queue: q) else {
                             throw KilnError(.noSuchJob, "job \(id) disappeared while waiting (its record expired)")

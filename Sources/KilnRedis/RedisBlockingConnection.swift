@@ -15,7 +15,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
 
     private let condition = NSCondition()
     // Guarded by `condition`.
-    private var pending: (args: [String], continuation: CheckedContinuation<RedisValue, Error>)?
+    private var pending: (args: [String], blockFor: Duration?, continuation: CheckedContinuation<RedisValue, Error>)?
     private var cancelRequested = false
     private var closed = false
     private var threadStarted = false
@@ -57,12 +57,14 @@ public final class RedisBlockingConnection: @unchecked Sendable {
         _ = Glibc.write(wakeWrite, &one, 1)
     }
 
-    /// Sends a blocking command and waits for its reply, however long the server takes (the
-    /// command's own timeout argument bounds it). Error replies throw `RedisError(.server)`.
-    public func send(_ args: [String]) async throws -> RedisValue {
+    /// Sends a blocking command and waits for its reply. `blockFor` is how long the command may
+    /// block on the server (its own timeout argument); with the configuration's command timeout
+    /// added, that bounds the wait: a server that has gone silent fails with `.connectionLost`.
+    /// `nil` waits as long as it takes. Error replies throw `RedisError(.server)`.
+    public func send(_ args: [String], blockFor: Duration? = nil) async throws -> RedisValue {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RedisValue, Error>) in
-                enqueue(args, continuation)
+                enqueue(args, blockFor, continuation)
             }
         } onCancel: {
             requestCancel()
@@ -111,7 +113,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
         while true {
             condition.lock()
             while pending == nil && !closed { condition.wait() }
-            guard let (args, continuation) = pending else {
+            guard let (args, blockFor, continuation) = pending else {
                 condition.unlock()
                 return
             }
@@ -121,7 +123,8 @@ public final class RedisBlockingConnection: @unchecked Sendable {
             let result: Result<RedisValue, Error>
             do {
                 if context == nil { context = try HiredisContext.connect(configuration) }
-                result = .success(try execute(args, on: context!))
+                let limit = blockFor.map { ContinuousClock.now + $0 + configuration.commandTimeout }
+                result = .success(try execute(args, on: context!, deadline: limit))
             } catch {
                 result = .failure(error)
                 context = nil  // unknown state, or dropped on purpose to unblock the server side
@@ -153,7 +156,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func enqueue(_ args: [String], _ continuation: CheckedContinuation<RedisValue, Error>) {
+    private func enqueue(_ args: [String], _ blockFor: Duration?, _ continuation: CheckedContinuation<RedisValue, Error>) {
         condition.lock()
         if closed {
             condition.unlock()
@@ -161,7 +164,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
             return
         }
         precondition(pending == nil, "RedisBlockingConnection runs one command at a time")
-        pending = (args, continuation)
+        pending = (args, blockFor, continuation)
         cancelRequested = Task.isCancelled
         startThreadLocked()
         condition.signal()
@@ -181,7 +184,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
         return cancelRequested
     }
 
-    private func execute(_ args: [String], on ctx: HiredisContext) throws -> RedisValue {
+    private func execute(_ args: [String], on ctx: HiredisContext, deadline: ContinuousClock.Instant?) throws -> RedisValue {
         let name = args.first ?? "?"
         let subscribing = name.uppercased() == "SUBSCRIBE"
         ctx.append(args)
@@ -201,7 +204,15 @@ public final class RedisBlockingConnection: @unchecked Sendable {
             if isCancelRequested() { throw CancellationError() }
             var fds = [pollfd(fd: ctx.fd, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
-            let n = poll(&fds, 2, subscribing ? 15_000 : -1)
+            var waitMs: Int32 = subscribing ? 15_000 : -1
+            if let deadline {
+                let left = deadline - ContinuousClock.now
+                if left <= .zero {
+                    throw RedisError(.connectionLost, "lost connection to Redis at \(configuration.address) during \(name): no reply within \(HiredisContext.format(configuration.commandTimeout)) past the block time")
+                }
+                waitMs = Int32(min(Int64(Int32.max), max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
+            }
+            let n = poll(&fds, 2, waitMs)
             if n < 0 && errno == EINTR { continue }
             if fds[1].revents != 0 {
                 drainWakePipe()

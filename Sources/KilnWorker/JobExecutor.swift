@@ -95,7 +95,7 @@ public struct JobExecutor: Service {
                     // (RIGHT to RIGHT) leaves it unchanged, so this only waits, it takes nothing.
                     do {
                         _ = try await cancelWhenGracefulShutdown {
-                            try await waiter.send(["BLMOVE", pendingKey, pendingKey, "RIGHT", "RIGHT", "5"])
+                            try await waiter.send(["BLMOVE", pendingKey, pendingKey, "RIGHT", "RIGHT", "5"], blockFor: .seconds(5))
                         }
                     } catch is CancellationError {
                         break

@@ -61,10 +61,33 @@ public struct Worker: Sendable {
         } catch { throw KilnError(.redis, (error as? RedisError)?.message ?? "\(error)") }
     }
 
+    /// Waits for Redis: a worker started while Redis restarts or is unreachable waits (logging
+    /// once) rather than exiting; a wrong password or bad database fails at once.
+    func waitForRedis() async throws {
+        var delay = Duration.milliseconds(100)
+        var logged = false
+        while true {
+            do {
+                _ = try await connection.send(["PING"])
+                if logged { logger.info("Redis at \(options.redis.address) is reachable") }
+                return
+            } catch let e as RedisError where e.isTransient {
+                if !logged {
+                    logger.error("waiting for Redis: \(e.message)")
+                    logged = true
+                }
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            } catch let e as RedisError {
+                throw KilnError(.redis, e.message)
+            }
+        }
+    }
+
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
     public func run() async throws {
         PoolChild.runIfChild(registry: registry)
-        try await checkConnection()
+        try await waitForRedis()
         logger.info("worker started", metadata: [
             "queues": "\(options.queues.joined(separator: ","))", "concurrency": "\(options.concurrency)",
             "processes": "\(options.processes)", "redis": "\(options.redis)",

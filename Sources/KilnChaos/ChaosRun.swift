@@ -1,0 +1,306 @@
+import Foundation
+import Kiln
+import KilnRedis
+import KilnWorker
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct ChaosConfig {
+    var seconds: Int
+    var jobs: Int
+    var seed: UInt64
+    var workers = 3
+}
+
+/// A deterministic generator (SplitMix64), so a run can be replayed with CHAOS_SEED.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// What the producer asked for, kept outside Redis.
+struct Accepted: Sendable {
+    enum Expect: String, Sendable { case success, dead, timedOut = "timed_out" }
+    let id: String
+    let type: String
+    let expect: Expect
+}
+
+/// What the chaos driver did to whom, and when.
+struct ChaosEvent: Sendable {
+    enum Kind: String, Sendable { case kill9 = "kill -9", term = "SIGTERM", stop = "SIGSTOP", redisRestart = "redis restart", redisPause = "redis unreachable" }
+    let kind: Kind
+    let worker: String
+    let start: Int64
+    let end: Int64
+}
+
+struct CancelRequest: Sendable {
+    let id: String
+    let outcome: CancelOutcome
+    let ms: Int64
+}
+
+/// The chaos run: Redis with AOF, several workers, a producer, and a driver that kills, stops and
+/// restarts things; then the check.
+final class ChaosRun: @unchecked Sendable {
+    let config: ChaosConfig
+    let dir: String
+    let ledger: String
+    var redis: LocalRedisServer!
+    // Guarded by `lock`: workers by name, events, the accepted jobs and the cancels.
+    private let lock = NSLock()
+    private var workers: [String: SpawnedProcess] = [:]
+    private var nextWorker = 0
+    private(set) var events: [ChaosEvent] = []
+    private(set) var accepted: [Accepted] = []
+    private(set) var rejected = 0
+    private(set) var cancels: [CancelRequest] = []
+    private var producing = true
+    private var nextToCollect = 0
+    private var finals: [String: JobRecord] = [:]
+
+    init(config: ChaosConfig) {
+        self.config = config
+        dir = NSTemporaryDirectory() + "kiln-chaos-\(getpid())"
+        ledger = dir + "/ledger"
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    func locked<T>(_ body: () -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body()
+    }
+
+    func run() async throws -> Bool {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        print("kiln-chaos: \(config.seconds) s, \(config.jobs) jobs, \(config.workers) workers, seed \(config.seed), dir \(dir)")
+        redis = try LocalRedisServer(extraArgs: ["--appendonly", "yes", "--appendfsync", "always"], dir: dir + "/redis")
+        let baseline = try await keyCount()
+        for _ in 0..<config.workers { try startWorker() }
+        let client = try KilnClient(options: KilnClientOptions(
+            redis: try RedisConfiguration(url: redis.url), retry: RetryPolicy(attempts: 100, backoff: .milliseconds(100))))
+        defer { client.close() }
+
+        let started = ContinuousClock.now
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await self.produce(client)
+                self.locked { self.producing = false }
+            }
+            group.addTask { await self.drive(client) }
+            group.addTask { await self.cancelSome(client, until: started + .seconds(self.config.seconds)) }
+            // Collectors wait on each accepted job's future while the run goes on, so every final
+            // record is seen before its result TTL runs out.
+            for _ in 0..<8 { group.addTask { await self.collect(client, deadline: started + .seconds(self.config.seconds + 240)) } }
+        }
+        print("kiln-chaos: chaos and drain over after \(KilnDuration.format(ContinuousClock.now - started))")
+        let finals = locked { self.finals }
+        // Keep the workers (and their reapers) up while finished records expire, then count keys.
+        let ttlWait = ContinuousClock.now + .seconds(Self.resultTTLSeconds + 2)
+        while ContinuousClock.now < ttlWait { try? await Task.sleep(for: .milliseconds(500)) }
+        let keysAfter = (try? await keyCount()) ?? -1
+        stopAllWorkers()
+        let check = ChaosCheck(run: self, finals: finals, ledger: Ledger.read(ledger), keysBefore: baseline, keysAfter: keysAfter)
+        let ok = check.report()
+        let everysec = await EverysecProbe.run(dir: dir + "/probe")
+        print("\nAOF trade-off (\(EverysecProbe.jobs) jobs enqueued, then redis-server kill -9 right after the last ack):")
+        for line in everysec { print("  " + line) }
+        print("  (kill -9 of the redis process keeps what it wrote to the kernel; everysec can lose up to about")
+        print("   one second of acknowledged writes only when the machine itself dies, which this run cannot stage)")
+        redis.stop(removeDir: false)
+        if ok { try? FileManager.default.removeItem(atPath: dir) } else { print("kiln-chaos: kept \(dir) for inspection") }
+        return ok
+    }
+
+    /// Result TTL of chaos jobs (CHAOS_TTL); the run waits this long at the end to count keys.
+    static let resultTTLSeconds = Int(ProcessInfo.processInfo.environment["CHAOS_TTL"] ?? "") ?? 30
+
+    // MARK: workers
+
+    func startWorker() throws {
+        let name = locked { () -> String in
+            nextWorker += 1
+            return "w\(nextWorker)"
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["KILN_REDIS_URL"] = redis.url
+        env["CHAOS_LEDGER"] = ledger
+        env["CHAOS_WORKER"] = name
+        let p = try SpawnedProcess([ProcessPool.currentExecutable, "worker"], environment: env, stderr: "\(dir)/\(name).log")
+        locked { workers[name] = p }
+    }
+
+    func randomWorker(_ rng: inout SeededRandom) -> (String, SpawnedProcess)? {
+        locked { workers.sorted { $0.key < $1.key }.randomElement(using: &rng) }
+    }
+
+    func retire(_ name: String) { _ = locked { workers.removeValue(forKey: name) } }
+
+    func record(_ e: ChaosEvent) { locked { events.append(e) } }
+
+    func stopAllWorkers() {
+        let all = locked { Array(workers.values) }
+        for w in all { w.signal(SIGTERM) }
+        for w in all {
+            var n = 0
+            while w.poll() == nil && n < 1000 { usleep(10_000); n += 1 }
+            if w.poll() == nil { w.signal(SIGKILL) }
+        }
+    }
+
+    func keyCount() async throws -> Int {
+        let c = RedisConnection(configuration: try RedisConfiguration(url: redis.url))
+        defer { c.close() }
+        return try await c.send(["DBSIZE"]).int ?? -1
+    }
+
+    // MARK: producer
+
+    func produce(_ client: KilnClient) async {
+        var rng = SeededRandom(state: config.seed)
+        let window = Double(config.seconds) * 0.7
+        let pause = Duration.milliseconds(Int64(window * 1000 / Double(max(1, config.jobs))))
+        let ttl = Duration.seconds(Self.resultTTLSeconds)
+        for _ in 0..<config.jobs {
+            let roll = Int.random(in: 0..<100, using: &rng)
+            let type: String, payload: String, expect: Accepted.Expect
+            var options = JobOptions(queue: "chaos", timeout: .seconds(30), retries: 3, resultTTL: ttl)
+            switch roll {
+            case 0..<45:
+                type = "chaos.sleep"; payload = "{\"ms\":\(Int.random(in: 20...600, using: &rng))}"; expect = .success
+            case 45..<65:
+                type = "chaos.spin"; payload = "{\"n\":\(Int.random(in: 2_000_000...40_000_000, using: &rng))}"; expect = .success
+                options.kind = .cpu
+            case 65..<75:
+                type = "chaos.fail"; payload = "{\"ms\":5}"; expect = .dead
+                options.retries = 2
+            case 75..<80:
+                type = "chaos.crash"; payload = "null"; expect = .dead
+                options.retries = 1
+                options.kind = .cpu
+            default:
+                type = "chaos.sleep"; payload = "{\"ms\":5000}"; expect = .timedOut
+                options.timeout = .milliseconds(150)
+                options.retries = 0
+            }
+            do {
+                let job = try await client.enqueue(type, json: payload, options: options)
+                locked { accepted.append(Accepted(id: job.id, type: type, expect: expect)) }
+            } catch {
+                locked { rejected += 1 }
+            }
+            try? await Task.sleep(for: pause)
+        }
+    }
+
+    // MARK: chaos driver
+
+    func drive(_ client: KilnClient) async {
+        var rng = SeededRandom(state: config.seed ^ 0xC4A0_5000)
+        let total = Double(config.seconds)
+        let start = ContinuousClock.now
+        func at(_ fraction: Double) -> ContinuousClock.Instant { start + .milliseconds(Int64(total * fraction * 1000)) }
+        var plan: [(ContinuousClock.Instant, String)] = [
+            (at(0.25), "term"), (at(0.35), "stop"), (at(0.5), "redis-restart"), (at(0.65), "redis-pause"),
+        ]
+        var t = 0.08
+        while t < 0.85 {
+            plan.append((at(t), "kill"))
+            t += max(0.03, 5.0 / total)
+        }
+        plan.sort { $0.0 < $1.0 }
+        for (when, what) in plan {
+            try? await Task.sleep(until: when, clock: .continuous)
+            let t0 = Self.now()
+            switch what {
+            case "kill":
+                guard let (name, p) = randomWorker(&rng) else { continue }
+                p.signal(SIGKILL)
+                _ = await p.wait(timeout: .seconds(5))
+                retire(name)
+                record(ChaosEvent(kind: .kill9, worker: name, start: t0, end: Self.now()))
+                try? startWorker()
+            case "term":
+                guard let (name, p) = randomWorker(&rng) else { continue }
+                p.signal(SIGTERM)
+                retire(name)
+                try? startWorker()
+                _ = await p.wait(timeout: .seconds(20))
+                record(ChaosEvent(kind: .term, worker: name, start: t0, end: Self.now()))
+            case "stop":
+                guard let (name, p) = randomWorker(&rng) else { continue }
+                p.signal(SIGSTOP)
+                try? await Task.sleep(for: .seconds(5))  // longer than the 2 s lease
+                p.signal(SIGCONT)
+                record(ChaosEvent(kind: .stop, worker: name, start: t0, end: Self.now()))
+            case "redis-restart":
+                redis.process.signal(SIGTERM)  // a clean shutdown; it comes back from the AOF
+                _ = await redis.process.wait(timeout: .seconds(20))
+                if let again = try? LocalRedisServer(extraArgs: ["--appendonly", "yes", "--appendfsync", "always"], dir: redis.dir, port: redis.port) {
+                    redis = again
+                }
+                record(ChaosEvent(kind: .redisRestart, worker: "-", start: t0, end: Self.now()))
+            default:  // redis-pause: unreachable for longer than the workers' 2 s command timeout
+                redis.process.signal(SIGSTOP)
+                try? await Task.sleep(for: .seconds(4))
+                redis.process.signal(SIGCONT)
+                record(ChaosEvent(kind: .redisPause, worker: "-", start: t0, end: Self.now()))
+            }
+        }
+    }
+
+    /// Cancels a random job now and then (queued or running, whatever it is at that moment).
+    func cancelSome(_ client: KilnClient, until: ContinuousClock.Instant) async {
+        var rng = SeededRandom(state: config.seed ^ 0xCA_4CE1)
+        while ContinuousClock.now < until {
+            try? await Task.sleep(for: .milliseconds(Int64.random(in: 300...900, using: &rng)))
+            let candidates = locked { accepted.suffix(40) }
+            guard let pick = candidates.randomElement(using: &rng) else { continue }
+            let ms = Self.now()
+            if let outcome = try? await client.cancel(pick.id, queue: "chaos", wait: .zero) {
+                locked { cancels.append(CancelRequest(id: pick.id, outcome: outcome, ms: ms)) }
+            }
+        }
+    }
+
+    /// Takes accepted jobs in order and waits for each to be final (until `deadline`).
+    func collect(_ client: KilnClient, deadline: ContinuousClock.Instant) async {
+        while ContinuousClock.now < deadline {
+            let next: Accepted?? = locked {
+                if nextToCollect < accepted.count {
+                    defer { nextToCollect += 1 }
+                    return .some(accepted[nextToCollect])
+                }
+                return producing ? .some(nil) : .none
+            }
+            guard let pick = next else { return }  // all produced and taken
+            guard let job = pick else {
+                try? await Task.sleep(for: .milliseconds(20))  // the producer has not caught up yet
+                continue
+            }
+            while ContinuousClock.now < deadline {
+                do {
+                    let r = try await client.wait(job.id, queue: "chaos", timeout: deadline - ContinuousClock.now)
+                    locked { finals[job.id] = r }
+                    break
+                } catch let e as KilnError where e.code == .noSuchJob || e.code == .waitTimedOut {
+                    break  // counted as lost by the check
+                } catch {
+                    try? await Task.sleep(for: .milliseconds(100))  // Redis is away: wait again
+                }
+            }
+        }
+    }
+}

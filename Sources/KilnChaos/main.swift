@@ -1,0 +1,48 @@
+// kiln-chaos: `kiln-chaos run` drives a bounded chaos run against its own Redis and workers and
+// checks that nothing was lost (see docs/reliability.md); `kiln-chaos worker NAME` is one of its
+// workers (built-in Kiln worker with the chaos job types).
+import Foundation
+import Kiln
+import KilnRedis
+import KilnWorker
+import Logging
+
+PoolChild.runIfChild(registry: ChaosJobs.registry())
+
+let args = CommandLine.arguments.dropFirst()
+let env = ProcessInfo.processInfo.environment
+switch args.first {
+case "worker":
+    LoggingSystem.bootstrap { label in
+        var h = StreamLogHandler.standardError(label: label)
+        h.logLevel = .notice
+        return h
+    }
+    do {
+        var redis = try RedisConfiguration(url: env["KILN_REDIS_URL"] ?? "redis://127.0.0.1:6379")
+        redis.commandTimeout = .seconds(2)
+        let options = WorkerOptions(
+            redis: redis, queues: ["chaos"], concurrency: 64, processes: 1, lease: .seconds(2),
+            shutdownGrace: .seconds(2), retryBackoff: .milliseconds(100), reapInterval: .milliseconds(250),
+            name: env["CHAOS_WORKER"] ?? "chaos")
+        try await Worker(options: options, registry: ChaosJobs.registry(), logger: Logger(label: "chaos.worker")).run()
+    } catch {
+        FileHandle.standardError.write(Data("kiln-chaos worker: \(error)\n".utf8))
+        exit(1)
+    }
+case "run", nil:
+    let config = ChaosConfig(
+        seconds: Int(env["CHAOS_SECONDS"] ?? "") ?? 180,
+        jobs: Int(env["CHAOS_JOBS"] ?? "") ?? 3000,
+        seed: UInt64(env["CHAOS_SEED"] ?? "") ?? UInt64(Date().timeIntervalSince1970))
+    do {
+        let ok = try await ChaosRun(config: config).run()
+        exit(ok ? 0 : 1)
+    } catch {
+        FileHandle.standardError.write(Data("kiln-chaos: \(error)\n".utf8))
+        exit(2)
+    }
+default:
+    FileHandle.standardError.write(Data("usage: kiln-chaos [run | worker]   (CHAOS_SECONDS, CHAOS_JOBS, CHAOS_SEED)\n".utf8))
+    exit(2)
+}
