@@ -47,13 +47,16 @@ public enum KilnScripts {
     return 1
     """)
 
-    /// KEYS: pending list, running zset. ARGV: P, now, count, worker, lease_ms.
-    /// Pops up to `count` ids and leases each runnable one to the worker. Returns a flat array of
+    /// KEYS: pending list, running zset. ARGV: P, now, count, worker, lease_ms, lease_margin_ms.
+    /// Pops up to `count` ids and leases each runnable one to the worker, for `lease_ms` or, if
+    /// shorter, the job's timeout plus `lease_margin_ms` (a job ends by its timeout, so a short job
+    /// whose worker dies comes back soon; the heartbeat extends long jobs' leases). Returns a flat array of
     /// 9 fields per job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms, queue.
     /// Ids without a record, or whose record is not `queued`, are skipped (never run twice);
     /// a job cancelled while queued is finalized instead.
     public static let fetch = Script(name: "fetch", body: """
     local P, now, count, worker, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+    local margin = tonumber(ARGV[6])
     local out = {}
     local n = 0
     while n < count do
@@ -72,7 +75,10 @@ public enum KilnScripts {
         local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
         local token = redis.call('HINCRBY', jk, 'token', 1)
         redis.call('HSET', jk, 'status', 'running', 'started_at', now, 'worker', worker)
-        redis.call('ZADD', KEYS[2], now + lease, id)
+        local job_lease = lease
+        local timeout = tonumber(f[7])
+        if margin and timeout and timeout + margin < job_lease then job_lease = timeout + margin end
+        redis.call('ZADD', KEYS[2], now + job_lease, id)
         n = n + 1
         out[#out + 1] = id
         out[#out + 1] = tostring(token)

@@ -64,6 +64,9 @@ public struct JobExecutor: Service {
         defer { waiter.close() }
         let pendingKey = keys.pending(queue, kind)
         let leaseMs = String(KilnDuration.milliseconds(options.lease))
+        // A job ends by its timeout (plus the kill grace for CPU jobs); the margin leaves room for
+        // writing the outcome.
+        let leaseMarginMs = String(KilnDuration.milliseconds(options.killGrace) + 2000)
         var outage = OutageTracker(what: "fetch jobs", logger: log)
         await withDiscardingTaskGroup { jobs in
             while true {
@@ -75,7 +78,7 @@ public struct JobExecutor: Service {
                 do {
                     let reply = try await scripts.run(
                         KilnScripts.fetch, keys: [pendingKey, keys.running(queue)],
-                        args: [keys.queuePrefix(queue), String(JobRunner.nowMs()), String(n), options.name, leaseMs])
+                        args: [keys.queuePrefix(queue), String(JobRunner.nowMs()), String(n), options.name, leaseMs, leaseMarginMs])
                     leased = LeasedJob.parse(reply, queue: queue)
                     outage.succeeded()
                 } catch {

@@ -233,3 +233,20 @@ extension ClientTests {
         }
     }
 }
+
+extension ClientTests {
+    @Test func leaseIsSizedFromTheJobTimeout() async throws {
+        let client = try redis.client(prefix: TestRedis.uniquePrefix())
+        defer { client.close() }
+        let k = client.keys
+        let short = try await client.enqueue("noop", options: JobOptions(timeout: .seconds(1)))
+        let long = try await client.enqueue("noop", options: JobOptions(timeout: .seconds(600)))
+        let now = nowMs()
+        _ = try await client.scripts.run(KilnScripts.fetch, keys: [k.pending("default", .io), k.running("default")],
+                                         args: [k.queuePrefix("default"), String(now), "2", "w", "30000", "2000"])
+        let s = try await client.connection.send(["ZSCORE", k.running("default"), short.id]).int ?? 0
+        let l = try await client.connection.send(["ZSCORE", k.running("default"), long.id]).int ?? 0
+        #expect(s == Int(now) + 3000)   // timeout 1 s + margin 2 s
+        #expect(l == Int(now) + 30_000)  // capped by the worker's lease
+    }
+}
