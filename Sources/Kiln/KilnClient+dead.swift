@@ -3,7 +3,7 @@ import KilnRedis
 extension KilnClient {
     /// Dead-lettered jobs, oldest first, of one queue or all queues.
     public func deadJobs(queue: String? = nil, limit: Int = 1000) async throws -> [JobRecord] {
-        do {
+        try await withRetry {
             let queues: [String]
             if let queue { queues = [queue] } else {
                 queues = try await connection.send(["SMEMBERS", keys.queues]).array.compactMap(\.string).sorted()
@@ -15,7 +15,7 @@ extension KilnClient {
                 out += hashes.compactMap { JobRecord(hash: $0, queue: q) }
             }
             return out
-        } catch { throw KilnError.wrap(error) }
+        }
     }
 
     /// Runs a job that ended dead, failed or timed_out again from scratch (attempts reset, record

@@ -14,6 +14,7 @@ extension KilnClient {
         let jobKey = keys.job(q, id)
         do {
             return try await waiters.withConnection { conn in
+                var failures = 0
                 while true {
                     let remaining = deadline - ContinuousClock.now
                     if remaining <= .zero {
@@ -23,8 +24,17 @@ extension KilnClient {
                     }
                     // Redis takes a fractional timeout in seconds; 0 would mean forever.
                     let secs = max(0.001, Double(KilnDuration.milliseconds(remaining)) / 1000)
-                    let woke = try await conn.send(["BLMOVE", doneKey, doneKey, "RIGHT", "RIGHT", String(format: "%.3f", secs)],
+                    let woke: RedisValue
+                    do {
+                        woke = try await conn.send(["BLMOVE", doneKey, doneKey, "RIGHT", "RIGHT", String(format: "%.3f", secs)],
                                                    blockFor: .milliseconds(Int64(secs * 1000)))
+                        failures = 0
+                    } catch let e as RedisError where e.isTransient && failures + 1 < options.retry.attempts {
+                        // The connection dropped: reconnect and wait again, as the retry policy allows.
+                        failures += 1
+                        try await Task.sleep(for: options.retry.backoff * failures)
+                        continue
+                    }
                     if !woke.isNull || remaining < .milliseconds(2) {
                         guard let rec = JobRecord(hash: try await connection.send(["HGETALL", jobKey]), queue: q) else {
                             throw KilnError(.noSuchJob, "job \(id) disappeared while waiting (its record expired)")

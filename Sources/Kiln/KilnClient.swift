@@ -203,7 +203,7 @@ public final class KilnClient: Sendable {
 
     /// Per-queue counts: queued (both kinds), running, retrying (scheduled) and dead.
     public func queueStats() async throws -> [QueueStats] {
-        do {
+        try await withRetry {
             let names = try await connection.send(["SMEMBERS", keys.queues]).array.compactMap(\.string).sorted()
             var cmds: [[String]] = []
             for q in names {
@@ -219,7 +219,7 @@ public final class KilnClient: Sendable {
                 return QueueStats(name: q, queued: (r[b].int ?? 0) + (r[b + 1].int ?? 0), running: r[b + 2].int ?? 0,
                                   retrying: r[b + 3].int ?? 0, dead: r[b + 4].int ?? 0)
             }
-        } catch { throw KilnError.wrap(error) }
+        }
     }
 }
 

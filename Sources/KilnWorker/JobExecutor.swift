@@ -66,7 +66,7 @@ public struct JobExecutor: Service {
         let leaseMs = String(KilnDuration.milliseconds(options.lease))
         // A job ends by its timeout (plus the kill grace for CPU jobs); the margin leaves room for
         // writing the outcome.
-        let leaseMarginMs = String(KilnDuration.milliseconds(options.killGrace) + 2000)
+        let leaseMarginMs = String(KilnDuration.milliseconds(options.leaseMargin))
         var outage = OutageTracker(what: "fetch jobs", logger: log)
         await withDiscardingTaskGroup { jobs in
             while true {

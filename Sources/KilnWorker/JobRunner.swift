@@ -2,6 +2,7 @@ import Foundation
 import Kiln
 import KilnRedis
 import Logging
+import Synchronization
 
 /// Runs one leased job to its end: checks the envelope, runs the handler on the async loop or in
 /// the pool under its timeout, and writes the outcome with the fenced `finish` script.
@@ -13,6 +14,8 @@ struct JobRunner: Sendable {
     let pool: ProcessPool?
     let running: RunningJobs
     let logger: Logger
+    /// Shared by every job's writes, so an outage is logged once, not once per job.
+    let writeOutage = WriteOutage()
 
     /// How an attempt ended, before it is written.
     enum Outcome: Sendable {
@@ -174,24 +177,37 @@ struct JobRunner: Sendable {
     }
 
     /// Retries a Redis write through outages until it is stored (or the script says the attempt
-    /// is fenced): an outcome is never dropped because Redis blinked.
+    /// is fenced): an outcome is never dropped because Redis blinked. Error replies (which
+    /// retrying cannot fix) give up after five tries.
     private func retrying(log: Logger, what: String, _ body: @escaping @Sendable () async throws -> String) async -> String? {
         // Unstructured on purpose: the outcome of an attempt that ran must be written even if the
         // job's task is cancelled (forced shutdown), so the write must not inherit cancellation.
         let write = Task<String?, Never> {
             var wait = Duration.milliseconds(50)
             var failingSince: ContinuousClock.Instant?
+            var serverErrors = 0
             while true {
                 do {
                     let r = try await body()
                     if let failingSince {
-                        log.info("\(what): done after Redis came back (\(KilnDuration.format(ContinuousClock.now - failingSince)))")
+                        log.debug("\(what): done after Redis came back (\(KilnDuration.format(ContinuousClock.now - failingSince)))")
+                        writeOutage.ended(log)
                     }
                     return r
                 } catch {
+                    // An error reply (no permission, script error) will not go away by retrying:
+                    // give up after a few tries; the lease expires and the reaper takes over.
+                    if let e = error as? RedisError, !e.isTransient {
+                        serverErrors += 1
+                        if serverErrors >= 5 {
+                            log.error("could not \(what), giving up: \(e.message)")
+                            if failingSince != nil { writeOutage.ended(log) }
+                            return nil
+                        }
+                    }
                     if failingSince == nil {
                         failingSince = .now
-                        log.warning("could not \(what), retrying until Redis is back: \(error)")
+                        writeOutage.began(error, log)
                     }
                     // A capped retry of a write while Redis is away, not a poll for state.
                     try? await Task.sleep(for: wait)
@@ -210,4 +226,29 @@ struct JobRunner: Sendable {
     }
 
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
+
+/// Logs a Redis outage seen by result writes once when it begins and once when it ends, however
+/// many jobs are waiting to write meanwhile.
+final class WriteOutage: Sendable {
+    private let state = Mutex<(waiting: Int, since: ContinuousClock.Instant?)>((0, nil))
+
+    func began(_ error: Error, _ log: Logger) {
+        let first = state.withLock { s -> Bool in
+            s.waiting += 1
+            if s.since == nil { s.since = .now; return true }
+            return false
+        }
+        if first { log.warning("cannot write job outcomes, retrying until Redis is back: \(error)") }
+    }
+
+    func ended(_ log: Logger) {
+        let over: Duration? = state.withLock { s in
+            s.waiting -= 1
+            guard s.waiting == 0, let since = s.since else { return nil }
+            s.since = nil
+            return ContinuousClock.now - since
+        }
+        if let over { log.info("job outcomes written again after Redis came back (\(KilnDuration.format(over)))") }
+    }
 }

@@ -5,7 +5,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// The heartbeat: every third of the lease it renews the lease of every job running here, in one
+/// The heartbeat: every third of the shortest lease it renews the lease of every job running here, in one
 /// script call per queue. The same call reports jobs that were cancelled (a durable fallback to
 /// the cancel channel) and jobs whose lease was lost, which are stopped without writing anything.
 ///
@@ -44,8 +44,12 @@ public final class LeaseKeeper: Service, Sendable {
         }
     }
 
+    /// A third of the shortest lease a job can get: the worker's lease, or for short jobs their
+    /// timeout plus the lease margin (see `JobExecutor`), which is at least the margin.
+    var interval: Duration { min(options.lease, options.leaseMargin) / 3 }
+
     private func startThread(onExit: @escaping @Sendable () -> Void) {
-        let interval = options.lease / 3
+        let interval = self.interval
         let thread = Thread { [self] in
             var outage: ContinuousClock.Instant?
             while true {

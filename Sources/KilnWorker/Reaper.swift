@@ -54,13 +54,23 @@ public struct Reaper: Service {
         }
     }
 
+    /// `text` with SCAN's glob characters escaped (prefixes and queue names may contain them).
+    static func globEscaped(_ text: String) -> String {
+        var out = ""
+        for c in text {
+            if "*?[]\\".contains(c) { out.append("\\") }
+            out.append(c)
+        }
+        return out
+    }
+
     /// Finds jobs marked running with no entry in the running set and gives them a lease.
     func sweep() async throws {
         let deadline = String(JobRunner.nowMs() + KilnDuration.milliseconds(options.lease))
         for queue in options.queues {
             var cursor = "0"
             repeat {
-                let page = try await scripts.connection.send(["SCAN", cursor, "MATCH", keys.queuePrefix(queue) + "job:*", "COUNT", "500"]).array
+                let page = try await scripts.connection.send(["SCAN", cursor, "MATCH", Self.globEscaped(keys.queuePrefix(queue)) + "job:*", "COUNT", "1000"]).array
                 cursor = page.first?.string ?? "0"
                 let prefix = keys.queuePrefix(queue) + "job:"
                 let ids = (page.count > 1 ? page[1].array : []).compactMap { $0.string }.map { String($0.dropFirst(prefix.count)) }

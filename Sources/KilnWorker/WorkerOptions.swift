@@ -28,7 +28,8 @@ public struct WorkerOptions: Sendable {
     /// How often the reaper looks for expired leases and due retries. Default 1 s.
     public var reapInterval: Duration
     /// How often the reaper also sweeps for jobs marked running that have no lease at all (a
-    /// lost lease entry), giving them one so they are reclaimed if nobody renews it. Default 60 s.
+    /// lost lease entry), giving them one so they are reclaimed if nobody renews it. It SCANs the
+    /// database, so it runs rarely. Default 5 minutes.
     public var sweepInterval: Duration
     /// Most dead-lettered jobs kept per queue; the oldest beyond it are deleted. Default 10,000.
     public var deadMax: Int
@@ -54,7 +55,7 @@ public struct WorkerOptions: Sendable {
         shutdownGrace: Duration = .seconds(30),
         retryBackoff: Duration = .seconds(1),
         reapInterval: Duration = .seconds(1),
-        sweepInterval: Duration = .seconds(60),
+        sweepInterval: Duration = .seconds(300),
         deadMax: Int = 10_000,
         deadMaxAge: Duration = .seconds(7 * 86_400),
         fetchBatch: Int = 64,
@@ -79,6 +80,10 @@ public struct WorkerOptions: Sendable {
         self.killGrace = killGrace
         self.name = name
     }
+
+    /// How much longer than its timeout a job's first lease runs (kill grace + 2 s): a job ends by
+    /// its timeout, so a short job whose worker dies comes back this soon after its timeout.
+    public var leaseMargin: Duration { killGrace + .seconds(2) }
 
     public static var defaultName: String {
         "\(ProcessInfo.processInfo.hostName):\(getpid())"

@@ -11,6 +11,10 @@ struct DeadCommand: AsyncParsableCommand {
     @Option(help: "Most jobs listed per queue.") var limit: Int = 1000
     @Flag(help: "One JSON record per line.") var json = false
 
+    func validate() throws {
+        if limit < 1 { throw ValidationError("--limit must be at least 1") }
+    }
+
     func run() async throws {
         let client = try connection.client()
         defer { client.close() }
@@ -47,10 +51,18 @@ struct RetryCommand: AsyncParsableCommand {
             return
         }
         var n = 0
+        var failures: [String] = []
         for r in try await client.deadJobs(queue: queue, limit: 1_000_000) {
-            try await client.retry(r.id, queue: r.queue)
-            n += 1
+            do {
+                try await client.retry(r.id, queue: r.queue)
+                n += 1
+            } catch let e as KilnError where e.code != .redis {
+                failures.append("\(r.id): \(e.message)")  // e.g. someone else retried it meanwhile
+            }
         }
         print("\(n) job(s) queued again")
+        if !failures.isEmpty {
+            throw CLIExit(code: 1, message: "\(failures.count) dead job(s) could not be retried, first: \(failures[0])")
+        }
     }
 }
