@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "KilnWorker", targets: ["KilnWorker"]),
         .executable(name: "kiln", targets: ["kiln"]),
         .executable(name: "kiln-example-worker", targets: ["ExampleWorker"]),
+        .executable(name: "kiln-chaos", targets: ["KilnChaos"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -57,6 +58,13 @@ let package = Package(
             name: "ExampleWorker",
             dependencies: ["Kiln", "KilnWorker"],
             path: "Examples/ExampleWorker"
+        ),
+        .executableTarget(
+            name: "KilnChaos",
+            dependencies: [
+                "Kiln", "KilnWorker", "KilnRedis",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "KilnTests",
