@@ -12,6 +12,7 @@ extension KilnClient {
             for q in queues {
                 let ids = try await connection.send(["ZRANGE", keys.dead(q), "0", String(max(0, limit - 1))]).array.compactMap(\.string)
                 let hashes = try await connection.pipeline(ids.map { ["HGETALL", keys.job(q, $0)] })
+                    .checked(command: "HGETALL", address: options.redis.address)
                 out += hashes.compactMap { JobRecord(hash: $0, queue: q) }
             }
             return out

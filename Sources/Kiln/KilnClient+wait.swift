@@ -5,7 +5,9 @@ extension KilnClient {
     /// Waits until the job is final and returns its record. Does not poll: between reads it
     /// blocks on the job's done list (`BLMOVE done done RIGHT RIGHT`, which leaves the element in
     /// place so every waiter wakes), and wakes within milliseconds of the job finishing.
-    /// Throws `KilnError(.waitTimedOut)` after `timeout`, `.noSuchJob` if there is no such job.
+    /// Network trouble and "not now" replies (a restarting Redis) are retried as the client's
+    /// retry policy says. Throws `KilnError(.waitTimedOut)` after `timeout`, `.noSuchJob` if there
+    /// is no such job.
     public func wait(_ id: String, queue: String? = nil, timeout: Duration) async throws -> JobRecord {
         let (q, first) = try await locate(id, queue: queue)
         if first.isFinal { return first }
@@ -16,30 +18,14 @@ extension KilnClient {
             return try await waiters.withConnection { conn in
                 var failures = 0
                 while true {
-                    let remaining = deadline - ContinuousClock.now
-                    if remaining <= .zero {
-                        let rec = JobRecord(hash: try await connection.send(["HGETALL", jobKey]), queue: q)
-                        if let rec, rec.isFinal { return rec }
-                        throw KilnError(.waitTimedOut, "job \(id) has not finished after \(KilnDuration.format(timeout)) (status: \(rec?.statusText ?? "expired"))")
-                    }
-                    // Redis takes a fractional timeout in seconds; 0 would mean forever.
-                    let secs = max(0.001, Double(KilnDuration.milliseconds(remaining)) / 1000)
-                    let woke: RedisValue
                     do {
-                        woke = try await conn.send(["BLMOVE", doneKey, doneKey, "RIGHT", "RIGHT", String(format: "%.3f", secs)],
-                                                   blockFor: .milliseconds(Int64(secs * 1000)))
+                        if let rec = try await waitStep(conn, id: id, queue: q, jobKey: jobKey, doneKey: doneKey, deadline: deadline, timeout: timeout) {
+                            return rec
+                        }
                         failures = 0
                     } catch let e as RedisError where e.isTransient && failures + 1 < options.retry.attempts {
-                        // The connection dropped: reconnect and wait again, as the retry policy allows.
                         failures += 1
                         try await Task.sleep(for: options.retry.backoff * failures)
-                        continue
-                    }
-                    if !woke.isNull || remaining < .milliseconds(2) {
-                        guard let rec = JobRecord(hash: try await connection.send(["HGETALL", jobKey]), queue: q) else {
-                            throw KilnError(.noSuchJob, "job \(id) disappeared while waiting (its record expired)")
-                        }
-                        if rec.isFinal { return rec }
                     }
                 }
             }
@@ -48,5 +34,25 @@ extension KilnClient {
         } catch {
             throw KilnError.wrap(error)
         }
+    }
+
+    /// One round of waiting: the final record, or `nil` to go round again.
+    private func waitStep(_ conn: RedisBlockingConnection, id: String, queue q: String, jobKey: String, doneKey: String,
+                          deadline: ContinuousClock.Instant, timeout: Duration) async throws -> JobRecord? {
+        let remaining = deadline - ContinuousClock.now
+        if remaining <= .zero {
+            let rec = JobRecord(hash: try await connection.send(["HGETALL", jobKey]), queue: q)
+            if let rec, rec.isFinal { return rec }
+            throw KilnError(.waitTimedOut, "job \(id) has not finished after \(KilnDuration.format(timeout)) (status: \(rec?.statusText ?? "expired"))")
+        }
+        // Redis takes a fractional timeout in seconds; 0 would mean forever.
+        let secs = max(0.001, Double(KilnDuration.milliseconds(remaining)) / 1000)
+        let woke = try await conn.send(["BLMOVE", doneKey, doneKey, "RIGHT", "RIGHT", String(format: "%.3f", secs)],
+                                       blockFor: .milliseconds(Int64(secs * 1000)))
+        guard !woke.isNull || remaining < .milliseconds(2) else { return nil }
+        guard let rec = JobRecord(hash: try await connection.send(["HGETALL", jobKey]), queue: q) else {
+            throw KilnError(.noSuchJob, "job \(id) disappeared while waiting (its record expired)")
+        }
+        return rec.isFinal ? rec : nil
     }
 }

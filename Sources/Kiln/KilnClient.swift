@@ -91,7 +91,14 @@ public final class KilnClient: Sendable {
         var tries = 0
         let replies = try await withRetry {
             tries += 1
-            return try await scripts.runPipelined(calls, extra: register)
+            let replies = try await scripts.runPipelined(calls, extra: register)
+            // "Not now" replies (LOADING after a restart, READONLY in a failover) are retried.
+            for r in replies {
+                if case .error(let e) = r, RedisError.reply(e, command: "", address: "").isTransient {
+                    throw RedisError.reply(e, command: "enqueue", address: options.redis.address)
+                }
+            }
+            return replies
         }
         for (i, reply) in replies.dropFirst(register.count).enumerated() {
             switch reply {
@@ -186,7 +193,9 @@ public final class KilnClient: Sendable {
             if let queue { candidates = [queue] } else {
                 candidates = try await connection.send(["SMEMBERS", keys.queues]).array.compactMap(\.string).sorted()
             }
+            // An error reply (LOADING after a restart) is not "no such job": throw it (and retry).
             let replies = try await connection.pipeline(candidates.map { ["HGETALL", keys.job($0, id)] })
+                .checked(command: "HGETALL", address: options.redis.address)
             for (q, reply) in zip(candidates, replies) {
                 if let rec = JobRecord(hash: reply, queue: q) { return (q, rec) }
             }
@@ -213,7 +222,7 @@ public final class KilnClient: Sendable {
                 cmds.append(["ZCARD", keys.scheduled(q)])
                 cmds.append(["ZCARD", keys.dead(q)])
             }
-            let r = try await connection.pipeline(cmds)
+            let r = try await connection.pipeline(cmds).checked(command: "LLEN/ZCARD", address: options.redis.address)
             return names.enumerated().map { i, q in
                 let b = i * 5
                 return QueueStats(name: q, queued: (r[b].int ?? 0) + (r[b + 1].int ?? 0), running: r[b + 2].int ?? 0,

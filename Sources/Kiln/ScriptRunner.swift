@@ -40,9 +40,15 @@ public final class ScriptRunner: Sendable {
             reply = try await connection.pipeline([command(script, sha: sha, keys: keys, args: args)])[0]
         }
         if case .error(let e) = reply {
-            throw RedisError(.server, "script \(script.name) failed on Redis at \(connection.configuration.address): \(e)")
+            throw Self.scriptError(e, script: script, address: connection.configuration.address)
         }
         return reply
+    }
+
+    /// A script's error reply, classified (LOADING and the like are transient).
+    static func scriptError(_ text: String, script: KilnScripts.Script, address: String) -> RedisError {
+        let e = RedisError.reply(text, command: "script \(script.name)", address: address)
+        return RedisError(e.code, "script \(script.name) failed on Redis at \(address): \(text)")
     }
 
     /// The blocking form of `run`, for code on a thread of its own (the worker's heartbeat), so
@@ -60,7 +66,7 @@ public final class ScriptRunner: Sendable {
             reply = try connection.pipelineBlocking([command(script, sha: fresh, keys: keys, args: args)])[0]
         }
         if case .error(let e) = reply {
-            throw RedisError(.server, "script \(script.name) failed on Redis at \(connection.configuration.address): \(e)")
+            throw Self.scriptError(e, script: script, address: connection.configuration.address)
         }
         return reply
     }

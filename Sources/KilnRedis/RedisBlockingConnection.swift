@@ -136,7 +136,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
             switch result {
             case .success(let v):
                 if case .error(let e) = v {
-                    continuation.resume(throwing: RedisError(.server, "Redis at \(configuration.address) answered \(args.first ?? "?") with an error: \(e)"))
+                    continuation.resume(throwing: RedisError.reply(e, command: args.first ?? "?", address: configuration.address))
                 } else {
                     continuation.resume(returning: v)
                 }

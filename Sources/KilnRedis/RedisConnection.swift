@@ -42,7 +42,7 @@ public final class RedisConnection: @unchecked Sendable {
     public func send(_ args: [String]) async throws -> RedisValue {
         let reply = try await pipeline([args])[0]
         if case .error(let e) = reply {
-            throw RedisError(.server, "Redis at \(configuration.address) answered \(args.first ?? "?") with an error: \(e)")
+            throw RedisError.reply(e, command: args.first ?? "?", address: configuration.address)
         }
         return reply
     }
@@ -53,7 +53,8 @@ public final class RedisConnection: @unchecked Sendable {
     }
 
     /// Sends several commands back to back and returns their replies in order. Error replies are
-    /// returned as `.error` values, not thrown; transport failures throw.
+    /// returned as `.error` values, not thrown; transport failures throw. See `checked` for
+    /// callers that want error replies thrown.
     public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
         if commands.isEmpty { return [] }
         return try await withCheckedThrowingContinuation { continuation in
@@ -146,5 +147,15 @@ public final class RedisConnection: @unchecked Sendable {
                 for r in batch[index...] { r.completion(.failure(error)) }
             }
         }
+    }
+}
+
+extension [RedisValue] {
+    /// Throws the first error reply (classified by `RedisError.reply`); returns the replies otherwise.
+    public func checked(command: String, address: String) throws -> [RedisValue] {
+        for v in self {
+            if case .error(let e) = v { throw RedisError.reply(e, command: command, address: address) }
+        }
+        return self
     }
 }

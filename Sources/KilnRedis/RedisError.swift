@@ -13,6 +13,9 @@ public struct RedisError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let authenticationFailed = Code(raw: "authentication_failed")
         /// The server answered the command with an error reply.
         public static let server = Code(raw: "server_error")
+        /// The server answered, but cannot serve commands for now (LOADING its data set after a
+        /// restart, BUSY with a script, TRYAGAIN, MASTERDOWN, READONLY during a failover).
+        public static let serverUnavailable = Code(raw: "server_unavailable")
         /// A reply did not have the shape the caller expected.
         public static let unexpectedReply = Code(raw: "unexpected_reply")
         /// The connection was closed by its owner.
@@ -32,6 +35,13 @@ public struct RedisError: Error, Sendable, CustomStringConvertible, Equatable {
 
     /// True for errors after which retrying the same command later may succeed (network trouble).
     public var isTransient: Bool {
-        code == .connectionFailed || code == .connectionLost
+        code == .connectionFailed || code == .connectionLost || code == .serverUnavailable
+    }
+
+    /// The error for an error reply, classified: replies that mean "not now" are transient.
+    public static func reply(_ text: String, command: String, address: String) -> RedisError {
+        let word = text.split(separator: " ", maxSplits: 1).first.map(String.init) ?? ""
+        let code: Code = ["LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY"].contains(word) ? .serverUnavailable : .server
+        return RedisError(code, "Redis at \(address) answered \(command) with an error: \(text)")
     }
 }

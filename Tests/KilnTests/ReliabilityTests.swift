@@ -125,3 +125,34 @@ import Glibc
         #expect(try await client.queueStats().first?.queued == 1)
     }
 }
+
+extension ReliabilityTests {
+    @Test func notNowRepliesAreTransient() {
+        for reply in ["LOADING Redis is loading the dataset in memory", "BUSY Redis is busy running a script", "READONLY You can't write against a read only replica.", "TRYAGAIN x", "MASTERDOWN x"] {
+            #expect(RedisError.reply(reply, command: "GET", address: "h:1").isTransient, "\(reply)")
+        }
+        #expect(!RedisError.reply("ERR wrong number of arguments", command: "GET", address: "h:1").isTransient)
+        #expect(!RedisError.reply("NOPERM this user has no permissions", command: "GET", address: "h:1").isTransient)
+    }
+
+    @Test func anErrorReplyIsNeverReportedAsNoSuchJob() async throws {
+        let redis = TestRedis.shared
+        let prefix = TestRedis.uniquePrefix()
+        let admin = RedisConnection(configuration: redis.configuration)
+        defer { admin.close() }
+        let user = "nohgetall\(prefix)"
+        try await admin.send(["ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-hgetall"])
+        let good = try redis.client(prefix: prefix)
+        defer { good.close() }
+        let job = try await good.enqueue("noop")
+        let limited = try KilnClient(options: KilnClientOptions(redis: try RedisConfiguration(url: "redis://\(user):pw@127.0.0.1:\(redis.port)"), prefix: prefix, retry: .none))
+        defer { limited.close() }
+        do {
+            _ = try await limited.record(job.id, queue: "default")
+            Issue.record("expected an error")
+        } catch let e as KilnError {
+            #expect(e.code == .redis, "an error reply must not read as a missing job: \(e)")
+        }
+        try await admin.send(["ACL", "DELUSER", user])
+    }
+}
