@@ -386,38 +386,34 @@ import Glibc
         #expect(q["queued"] == .number(0), "\(q)")
     }
 
+    /// Enqueues a job that runs for minutes, waits until it runs, cancels it from another
+    /// process and checks it stopped promptly and ended cancelled.
+    private func cancelWhileRunning(_ cli: KilnCLI, _ type: String, _ payload: String) async throws {
+        let id = try await cli.run(["enqueue", type, payload, "--retries", "0"]).line
+        try await eventually("job \(id) did not start running", timeout: .seconds(15)) {
+            try await cli.run("status", id).line == "running"
+        }
+        let start = ContinuousClock.now
+        let c = try await cli.run("cancel", id)
+        let elapsed = ContinuousClock.now - start
+        #expect(c.code == 0 && c.stdout == "cancelled\n", "\(c.summary)")
+        #expect(elapsed < .seconds(5), "cancel took \(elapsed)")
+        #expect(try await cli.run("status", id).line == "cancelled")
+        let result = try await cli.run("result", id)
+        #expect(result.code == 4, "\(result.summary)")
+    }
+
     @Test func cancelOfARunningIOJobFromAnotherProcess() async throws {
         let cli = freshCLI()
         try await withWorker(cli) { _ in
-            let id = try await cli.run(["enqueue", "sleep", #"{"ms":20000}"#, "--retries", "0"]).line
-            try await eventually("job \(id) did not start running", timeout: .seconds(15)) {
-                try await cli.run("status", id).line == "running"
-            }
-            let start = ContinuousClock.now
-            let c = try await cli.run("cancel", id)
-            let elapsed = ContinuousClock.now - start
-            #expect(c.code == 0 && c.stdout == "cancelled\n", "\(c.summary)")
-            #expect(elapsed < .seconds(5), "cancel took \(elapsed)")
-            #expect(try await cli.run("status", id).line == "cancelled")
-            let result = try await cli.run("result", id)
-            #expect(result.code == 4, "\(result.summary)")
+            try await cancelWhileRunning(cli, "sleep", #"{"ms":20000}"#)
         }
     }
 
     @Test func cancelOfARunningCPUJobFromAnotherProcess() async throws {
         let cli = freshCLI()
         try await withWorker(cli) { _ in
-            let id = try await cli.run(["enqueue", "cpu.spin", #"{"n":100000000000}"#, "--retries", "0"]).line
-            try await eventually("job \(id) did not start running", timeout: .seconds(15)) {
-                try await cli.run("status", id).line == "running"
-            }
-            let start = ContinuousClock.now
-            let c = try await cli.run("cancel", id)
-            let elapsed = ContinuousClock.now - start
-            #expect(c.code == 0 && c.stdout == "cancelled\n", "\(c.summary)")
-            #expect(elapsed < .seconds(5), "cancel took \(elapsed)")
-            #expect(try await cli.run("status", id).line == "cancelled")
-
+            try await cancelWhileRunning(cli, "cpu.spin", #"{"n":100000000000}"#)
             // The pool replaced the killed child: the next CPU job runs.
             let next = try await cli.run(["enqueue", "cpu.spin", #"{"n":1000}"#, "--wait", "--wait-timeout", "20s"])
             #expect(next.code == 0, "\(next.summary)")
