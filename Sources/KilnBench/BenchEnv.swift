@@ -18,11 +18,10 @@ final class BenchEnv: Sendable {
     private let own = Mutex<[String: Int]>([:])
 
     init() throws {
+        // The release `kiln` next to this binary (BENCH_KILN to use another one).
         let exe = ProcessPool.currentExecutable
-        kilnPath = (exe as NSString).deletingLastPathComponent + "/kiln"
-        guard FileManager.default.isExecutableFile(atPath: kilnPath) else {
-            throw BenchError("no kiln binary next to kiln-bench (\(kilnPath)); build it first: swift build -c release --product kiln")
-        }
+        kilnPath = ProcessInfo.processInfo.environment["BENCH_KILN"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (exe as NSString).deletingLastPathComponent + "/kiln"
         redis = try LocalRedisServer(dir: NSTemporaryDirectory() + "kiln-bench-\(getpid())")
         dir = redis.dir
         admin = RedisConnection(configuration: try RedisConfiguration(url: redis.url))
@@ -91,7 +90,14 @@ final class BenchEnv: Sendable {
     // MARK: workers
 
     /// Starts `kiln worker` against the bench's Redis with the given key prefix.
+    func requireKiln() throws {
+        guard FileManager.default.isExecutableFile(atPath: kilnPath) else {
+            throw BenchError("no kiln binary at \(kilnPath); build it first: swift build -c release --product kiln")
+        }
+    }
+
     func startWorker(prefix: String, concurrency: Int, processes: Int, name: String) throws -> SpawnedProcess {
+        try requireKiln()
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KILN_") && !$0.key.hasPrefix("REDIS") }
         env["KILN_REDIS_URL"] = redis.url
         env["KILN_PREFIX"] = prefix
@@ -124,6 +130,39 @@ final class BenchEnv: Sendable {
             return digits.map { $0 / 1024 }
         }
         return nil
+    }
+
+    // MARK: CPU time
+
+    /// User + system CPU seconds of a process (from /proc/PID/stat), plus those of its live
+    /// children when `children` (a worker's pool processes).
+    static func cpuSeconds(pid: pid_t, children: Bool = false) -> Double {
+        func one(_ p: String) -> (ppid: Int32, cpu: Double)? {
+            guard let text = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
+                  let close = text.lastIndex(of: ")") else { return nil }
+            let f = text[text.index(after: close)...].split(separator: " ")
+            // After "pid (comm)": state ppid … utime is field 14, stime 15 (1-based in the whole line).
+            guard f.count > 13, let ppid = Int32(f[1]), let u = Double(f[11]), let s = Double(f[12]) else { return nil }
+            return (ppid, (u + s) / Double(sysconf(Int32(_SC_CLK_TCK))))
+        }
+        var total = one(String(pid))?.cpu ?? 0
+        if children, let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") {
+            for e in entries where e.first?.isNumber == true {
+                if let c = one(e), c.ppid == pid { total += c.cpu }
+            }
+        }
+        return total
+    }
+
+    /// Busy CPU seconds of the whole machine so far (all cores, from /proc/stat).
+    static func machineCPU() -> (busy: Double, idle: Double) {
+        let text = (try? String(contentsOfFile: "/proc/stat", encoding: .utf8)) ?? ""
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return (0, 0) }
+        let v = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard v.count >= 5 else { return (0, 0) }
+        let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let idle = v[3] + v[4]
+        return ((v.prefix(8).reduce(0, +) - idle) / hz, idle / hz)
     }
 
     // MARK: waiting for a queue to empty

@@ -87,6 +87,7 @@ struct BenchReport: Sendable {
     var details: [(String, J)] = []
     var errors: [(String, String)] = []
     var commandBreakdown: [(String, [(String, Double)])] = []   // workload → (command, calls per job)
+    var cpuBreakdown: [(String, [(String, Double)])] = []       // workload → (process, CPU µs per job)
     var wallSeconds: Double = 0
 
     func limit(_ kind: LimitKind, pipelined: Bool) -> Double? {
@@ -152,6 +153,7 @@ struct BenchReport: Sendable {
             ("redis_benchmark", .obj([("command", .str(redisBenchCommand)), ("results", limits)])),
             ("figures", figs),
             ("redis_commands_per_job", .obj(commandBreakdown.map { w in (w.0, .obj(w.1.map { ($0.0, .num($0.1)) })) })),
+            ("cpu_us_per_job", .obj(cpuBreakdown.map { w in (w.0, .obj(w.1.map { ($0.0, .num($0.1)) })) })),
             ("details", .obj(details)),
             ("errors", .obj(errors.map { ($0.0, .str($0.1)) })),
         ])
@@ -180,6 +182,12 @@ struct BenchReport: Sendable {
                 let total = cmds.first(where: { $0.0 == "total" })?.1 ?? 0
                 let rest = cmds.filter { $0.0 != "total" }.sorted { $0.1 > $1.1 }.filter { $0.1 >= 0.005 }
                 md += "- **\(w)**: \(String(format: "%.2f", total)) — " + rest.map { "\($0.0) \(String(format: "%.2f", $0.1))" }.joined(separator: ", ") + "\n"
+            }
+        }
+        if !cpuBreakdown.isEmpty {
+            md += "\n## CPU time per job (µs, from /proc/PID/stat; 10 ms ticks, rough in small runs)\n\n"
+            for (w, parts) in cpuBreakdown {
+                md += "- **\(w)**: " + parts.map { "\($0.0) \(String(format: "%.1f", $0.1))" }.joined(separator: ", ") + "\n"
             }
         }
         if !errors.isEmpty {

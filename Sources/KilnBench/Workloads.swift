@@ -55,10 +55,13 @@ struct Workloads {
         let n = config.w1Jobs
         let requests = (0..<n).map { _ in EnqueueRequest(type: "noop") }
         let before = try await env.commandStats()
+        let cpu0 = (BenchEnv.cpuSeconds(pid: getpid()), BenchEnv.cpuSeconds(pid: env.redis.process.pid))
         let start = ContinuousClock.now
         let ids = try await bulkEnqueue(client, requests)
         let bulk = ContinuousClock.now - start
+        let cpu1 = (BenchEnv.cpuSeconds(pid: getpid()), BenchEnv.cpuSeconds(pid: env.redis.process.pid))
         let after = try await env.commandStats()
+        report.cpuBreakdown.append(("W1 bulk enqueue", [("producer (kiln-bench)", (cpu1.0 - cpu0.0) * 1e6 / Double(n)), ("redis-server", (cpu1.1 - cpu0.1) * 1e6 / Double(n))]))
         precondition(ids.count == n)
         let bulkRate = Double(n) / seconds(bulk)
         report.figures.append(Figure(workload: "W1", name: "bulk enqueue (enqueueBatch, chunks of \(config.w1Chunk)), \(n) jobs", value: bulkRate, unit: "jobs/s",
@@ -68,9 +71,12 @@ struct Workloads {
         try await env.flushAll()
         let m = config.w1SingleJobs
         _ = try await client.enqueue("noop")
+        let cpu2 = (BenchEnv.cpuSeconds(pid: getpid()), BenchEnv.cpuSeconds(pid: env.redis.process.pid))
         let start1 = ContinuousClock.now
         for _ in 0..<m { _ = try await client.enqueue("noop") }
         let single = ContinuousClock.now - start1
+        let cpu3 = (BenchEnv.cpuSeconds(pid: getpid()), BenchEnv.cpuSeconds(pid: env.redis.process.pid))
+        report.cpuBreakdown.append(("W1 one at a time", [("producer (kiln-bench)", (cpu3.0 - cpu2.0) * 1e6 / Double(m)), ("redis-server", (cpu3.1 - cpu2.1) * 1e6 / Double(m))]))
         report.figures.append(Figure(workload: "W1", name: "one at a time (await each enqueue), \(m) jobs", value: Double(m) / seconds(single), unit: "jobs/s", limit: .lpush))
         detail("w1", .obj([("bulk_jobs", .int(n)), ("bulk_seconds", .num(seconds(bulk))), ("single_jobs", .int(m)), ("single_seconds", .num(seconds(single))),
                            ("single_us_per_job", .num(ms(single) * 1000 / Double(m)))]))
@@ -85,6 +91,11 @@ struct Workloads {
         var peakRSSMB: Double?
         var clientWall: Duration
         var jobs: Int
+        var workerCPU: Double
+        var redisCPU: Double
+        var cpuPerJob: [(String, Double)] {
+            [("worker (+ pool children)", workerCPU * 1e6 / Double(jobs)), ("redis-server", redisCPU * 1e6 / Double(jobs))]
+        }
         var rate: Double { Double(jobs) / (Double(times.spanMs) / 1000) }
     }
 
@@ -97,12 +108,17 @@ struct Workloads {
         let ids = try await bulkEnqueue(client, requests)
         let keys = KeySchema(prefix: prefix)
         let before = try await env.commandStats()
+        let redisCPU0 = BenchEnv.cpuSeconds(pid: env.redis.process.pid)
         let start = ContinuousClock.now
         let worker = try env.startWorker(prefix: prefix, concurrency: concurrency, processes: processes, name: name)
         var peak: Double?
+        var workerCPU = 0.0
+        var redisCPU = 0.0
         do {
             try await env.waitDrained(keys: keys, queue: queue, expected: ids.count, timeout: config.drainTimeout, worker: worker)
             peak = BenchEnv.memoryMB(pid: worker.pid, field: "VmHWM")
+            workerCPU = BenchEnv.cpuSeconds(pid: worker.pid, children: true)
+            redisCPU = BenchEnv.cpuSeconds(pid: env.redis.process.pid) - redisCPU0
         } catch {
             await env.stopWorker(worker)
             throw BenchError("\(error); worker log: \(env.workerLogTail(name))")
@@ -114,7 +130,8 @@ struct Workloads {
         if times.succeeded != ids.count {
             throw BenchError("\(times.succeeded)/\(ids.count) succeeded; others: \(times.other); worker log: \(env.workerLogTail(name))")
         }
-        return DrainResult(times: times, perJob: BenchEnv.perJob(before: before, after: after, jobs: ids.count), peakRSSMB: peak, clientWall: wall, jobs: ids.count)
+        return DrainResult(times: times, perJob: BenchEnv.perJob(before: before, after: after, jobs: ids.count), peakRSSMB: peak, clientWall: wall, jobs: ids.count,
+                           workerCPU: workerCPU, redisCPU: redisCPU)
     }
 
     // MARK: W2 drain
@@ -127,6 +144,7 @@ struct Workloads {
                                     concurrency: c, processes: 0, name: "w2-c\(c)")
             results.append((c, r))
             report.commandBreakdown.append(("W2 drain, --concurrency \(c)", r.perJob))
+            report.cpuBreakdown.append(("W2 drain, --concurrency \(c)", r.cpuPerJob))
             detail("w2_c\(c)", .obj([("jobs", .int(n)), ("first_start_to_last_finish_ms", .int(Int(r.times.spanMs))), ("jobs_per_s", .num(r.rate)),
                                      ("client_wall_s", .num(seconds(r.clientWall))), ("worker_peak_rss_mb", .opt(r.peakRSSMB)),
                                      ("commands_per_job", .num(r.perJob.first?.1 ?? 0))]))
@@ -161,6 +179,7 @@ struct Workloads {
             report.figures.append(Figure(workload: "W3", name: "worker peak RSS (VmHWM)", value: rss, unit: "MB", target: .atMost(150, sizeDependent: true)))
         }
         report.commandBreakdown.append(("W3 fan-out", r.perJob))
+        report.cpuBreakdown.append(("W3 fan-out", r.cpuPerJob))
         detail("w3", .obj([("jobs", .int(n)), ("sleep_ms", .int(sleep)), ("wall_s", .num(wall)), ("client_wall_s", .num(seconds(r.clientWall))),
                            ("worker_peak_rss_mb", .opt(r.peakRSSMB)), ("commands_per_job", .num(r.perJob.first?.1 ?? 0))]))
         try await env.flushAll()
@@ -278,12 +297,21 @@ struct Workloads {
         n = max(1_000_000, Int(Double(n) * config.w5JobSeconds * 1000 / Double(singleMs)))
         let oneMs = try await runMs(client, n)
 
+        // Baseline: the same sleeps with the pool idle.
+        let baseIDs = try await client.enqueueBatch((0..<config.w5Sleeps).map { _ in EnqueueRequest(type: "sleep", payload: "{\"ms\":10}") })
+        try await env.waitDrained(keys: keys, queue: queue, expected: baseIDs.count, timeout: config.drainTimeout, worker: nil)
+        let base = try await env.readTimes(keys: keys, queue: queue, ids: baseIDs)
+        let baseDelays = base.rows.map { Double($0.finished - $0.enqueued - 10) }.sorted()
+
         let jobs = config.w5Jobs
+        let busy0 = BenchEnv.machineCPU()
         let start = ContinuousClock.now
         let cpuIDs = try await client.enqueueBatch((0..<jobs).map { _ in EnqueueRequest(type: "cpu.spin", payload: "{\"n\":\(n)}", options: JobOptions(kind: .cpu)) })
         let sleepIDs = try await client.enqueueBatch((0..<config.w5Sleeps).map { _ in EnqueueRequest(type: "sleep", payload: "{\"ms\":10}") })
         try await env.waitDrained(keys: keys, queue: queue, expected: jobs + sleepIDs.count, timeout: config.drainTimeout, worker: nil)
         let clientWall = ContinuousClock.now - start
+        let busy1 = BenchEnv.machineCPU()
+        let machineBusy = (busy1.busy - busy0.busy) / max(0.001, seconds(clientWall))
         let cpu = try await env.readTimes(keys: keys, queue: queue, ids: cpuIDs)
         let sleeps = try await env.readTimes(keys: keys, queue: queue, ids: sleepIDs)
         guard cpu.succeeded == jobs, sleeps.succeeded == sleepIDs.count else {
@@ -292,17 +320,30 @@ struct Workloads {
         let wallMs = Double(cpu.spanMs)
         let speedup = Double(oneMs) * Double(jobs) / wallMs
         let delays = sleeps.rows.map { Double($0.finished - $0.enqueued - 10) }.sorted()
+        // How many CPU jobs ran at once (from the records), and how long each took meanwhile: if
+        // they overlap as they should but each took longer than alone, the cores were busy.
+        var edges: [(Int64, Int)] = []
+        for r in cpu.rows { edges += [(r.started, 1), (r.finished, -1)] }
+        edges.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
+        var atOnce = 0
+        var maxAtOnce = 0
+        for e in edges { atOnce += e.1; maxAtOnce = max(maxAtOnce, atOnce) }
+        let meanRun = Double(cpu.rows.map { $0.finished - $0.started }.reduce(0, +)) / Double(max(1, cpu.rows.count))
         // Were the sleeps really concurrent with the CPU jobs?
         let overlapped = sleeps.rows.filter { $0.finished <= cpu.lastFinish }.count
         report.figures.append(Figure(workload: "W5", name: "\(jobs) × cpu.spin (~\(oneMs) ms each) over \(procs) processes: wall", value: wallMs / 1000, unit: "s"))
-        report.figures.append(Figure(workload: "W5", name: "speed-up vs one job × \(jobs)", value: speedup, unit: "×", target: .atLeast(procs == 2 ? 1.85 : Double(procs) * 0.925)))
+        report.figures.append(Figure(workload: "W5", name: "speed-up vs one job × \(jobs)", value: speedup, unit: "×", target: .atLeast(procs == 2 ? 1.85 : Double(procs) * 0.925),
+                                     note: "at most \(maxAtOnce) ran at once; each took \(Int(meanRun)) ms vs \(oneMs) ms alone"))
         report.figures.append(Figure(workload: "W5", name: "\(delays.count) × sleep 10 ms meanwhile: p99 completion delay", value: percentile(delays, 0.99), unit: "ms",
                                      target: .atMost(20), note: "\(overlapped)/\(delays.count) finished before the last CPU job"))
+        report.figures.append(Figure(workload: "W5", name: "the same sleeps with the pool idle: p99 completion delay", value: percentile(baseDelays, 0.99), unit: "ms"))
         detail("w5", .obj([
+            ("idle_sleep_delay_ms", .obj([("p50", .num(percentile(baseDelays, 0.5))), ("p99", .num(percentile(baseDelays, 0.99)))])),
             ("spin_n", .int(n)), ("one_job_ms", .int(Int(oneMs))), ("calibration_ms", .arr([.int(Int(probeMs)), .int(Int(singleMs))])),
             ("cpu_jobs", .int(jobs)), ("processes", .int(procs)), ("wall_ms", .num(wallMs)), ("client_wall_ms", .num(ms(clientWall))), ("speedup", .num(speedup)),
             ("sleep_delay_ms", .obj([("p50", .num(percentile(delays, 0.5))), ("p99", .num(percentile(delays, 0.99))), ("max", .num(delays.last ?? 0))])),
-            ("sleeps_finished_during_cpu", .int(overlapped)),
+            ("sleeps_finished_during_cpu", .int(overlapped)), ("cpu_jobs_at_once_max", .int(maxAtOnce)), ("cpu_job_mean_run_ms", .num(meanRun)),
+            ("machine_cpu_seconds_per_second", .num(machineBusy)),
         ]))
     }
 
@@ -316,6 +357,7 @@ struct Workloads {
         report.figures.append(Figure(workload: "W6", name: "\(n) × sha256 {\"data\":\"x\"} over \(procs) pool processes", value: r.rate, unit: "jobs/s",
                                      target: .atLeast(20_000), limit: .rpop))
         report.commandBreakdown.append(("W6 pool jobs", r.perJob))
+        report.cpuBreakdown.append(("W6 pool jobs", r.cpuPerJob))
         detail("w6", .obj([("jobs", .int(n)), ("processes", .int(procs)), ("first_start_to_last_finish_ms", .int(Int(r.times.spanMs))), ("jobs_per_s", .num(r.rate)),
                            ("client_wall_s", .num(seconds(r.clientWall))), ("worker_peak_rss_mb", .opt(r.peakRSSMB)), ("commands_per_job", .num(r.perJob.first?.1 ?? 0))]))
         try await env.flushAll()
