@@ -31,5 +31,15 @@ chaos: deps
 	$(SWIFT) build -c release -j $(JOBS) --product kiln-chaos
 	.build/release/kiln-chaos run
 
+# Release-mode benchmarks W1–W6 against a Redis of their own (docs/performance.md). Sizes scale with
+# BENCH_SCALE (default 1.0, under 5 minutes); results in bench-results/latest.json and latest.md.
+# BENCH_BUILD=.build-x to build elsewhere.
+BENCH_BUILD ?= .build
+bench:
+	@scripts/ensure-deps.sh
+	$(SWIFT) build -c release -j $(JOBS) --scratch-path $(BENCH_BUILD) --product kiln
+	$(SWIFT) build -c release -j $(JOBS) --scratch-path $(BENCH_BUILD) --product kiln-bench
+	$(BENCH_BUILD)/release/kiln-bench
+
 clean:
 	rm -rf .build

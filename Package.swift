@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "kiln", targets: ["kiln"]),
         .executable(name: "kiln-example-worker", targets: ["ExampleWorker"]),
         .executable(name: "kiln-chaos", targets: ["KilnChaos"]),
+        .executable(name: "kiln-bench", targets: ["KilnBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,6 +62,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "KilnChaos",
+            dependencies: [
+                "Kiln", "KilnWorker", "KilnRedis",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "KilnBench",
             dependencies: [
                 "Kiln", "KilnWorker", "KilnRedis",
                 .product(name: "Logging", package: "swift-log"),
