@@ -2,7 +2,7 @@
 SWIFT ?= swift
 JOBS ?= 2
 
-.PHONY: all deps build release test demo bench clean
+.PHONY: all deps build release test demo bench clean fuzz
 
 all: build
 
@@ -24,6 +24,11 @@ test: deps
 # End to end against a throwaway Redis under a temp dir: prints a table of what happened.
 demo: release
 	.build/release/kiln demo
+
+# Fuzz the parsers with libFuzzer + AddressSanitizer, FUZZ_SECONDS (default 30) per target;
+# prints executions, seconds and crashes per target and fails on a crash. See docs/testing.md.
+fuzz: deps
+	SWIFT=$(SWIFT) FUZZ_JOBS=$(JOBS) Fuzz/run.sh
 
 clean:
 	rm -rf .build

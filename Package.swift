@@ -58,6 +58,13 @@ let package = Package(
             dependencies: ["Kiln", "KilnWorker"],
             path: "Examples/ExampleWorker"
         ),
+        // Fuzz targets (docs/testing.md): `make fuzz` builds this with -D KILN_LIBFUZZER and
+        // -sanitize=fuzzer,address; a plain build gives a standalone seeded mutation runner.
+        .executableTarget(
+            name: "KilnFuzz",
+            dependencies: ["Kiln", "KilnRedis", "KilnWorker", "KilnFuzzDriver"]
+        ),
+        .systemLibrary(name: "KilnFuzzDriver"),
         .testTarget(
             name: "KilnTests",
             dependencies: ["Kiln", "KilnWorker", "KilnRedis"]
