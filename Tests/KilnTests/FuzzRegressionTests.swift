@@ -147,6 +147,15 @@ import Testing
             #expect(RESPFuzzing.parse(Array(bad.utf8)).count <= 1, "\(bad.debugDescription)")
         }
         #expect(RESPFuzzing.parse(Array("*-2\r\n".utf8)) == [])
+        // A large but incomplete multi-bulk header: hiredis reserves the pointers and waits.
+        #expect(RESPFuzzing.parse(Array("*1048576\r\n:1\r\n".utf8)) == [])
+    }
+
+    @Test func respFedInPiecesAgrees() {
+        let bytes = Array("*3\r\n$5\r\nhello\r\n:-7\r\n*1\r\n$-1\r\n+OK\r\n-ERR no\r\n$3\r\nab".utf8)
+        let whole = RESPFuzzing.parse(bytes)
+        #expect(whole == [.array([.bulk("hello"), .integer(-7), .array([.null])]), .status("OK"), .error("ERR no")])
+        for chunk in 1...8 { #expect(RESPFuzzing.parse(bytes, chunk: chunk) == whole, "chunk \(chunk)") }
     }
 
     @Test(arguments: ["", " ", "\u{0}", "[" + String(repeating: "[", count: 100_000), "\"\\ud800\"x", "{\"a\":1,}", "1 2", "\u{FEFF}1"])
