@@ -10,7 +10,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
     public init(from decoder: Decoder) throws {
         // Containers first: every failed attempt costs time proportional to the nesting depth, so
         // trying three scalar types at every level made deeply nested input cubic (a 500-deep
-        // batch payload took seconds; found fuzzing BatchReader, see FuzzRegressionTests).
+        // batch payload took seconds; see FuzzRegressionTests).
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
