@@ -60,6 +60,7 @@ for t in $TARGETS; do
     rc=$?
     execs=$(grep -o '[0-9]* mutated runs' "$log" | grep -o '^[0-9]*')
   fi
+  rm -f "${TMPDIR:-/tmp}"/kiln-fuzz-batch-*.jsonl   # the batch target's scratch file
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
   if [ "$rc" = 0 ]; then
     printf '%-10s %12s %8.1f %8s\n' "$t" "${execs:-?}" "$secs" 0
