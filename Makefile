@@ -2,7 +2,7 @@
 SWIFT ?= swift
 JOBS ?= 2
 
-.PHONY: all deps build release test demo chaos bench clean
+.PHONY: all deps build release test demo chaos bench fuzz clean
 
 all: build
 
@@ -40,6 +40,11 @@ bench:
 	$(SWIFT) build -c release -j $(JOBS) --scratch-path $(BENCH_BUILD) --product kiln
 	$(SWIFT) build -c release -j $(JOBS) --scratch-path $(BENCH_BUILD) --product kiln-bench
 	$(BENCH_BUILD)/release/kiln-bench
+
+# Fuzz the parsers with libFuzzer + AddressSanitizer, FUZZ_SECONDS (default 30) per target;
+# prints executions, seconds and crashes per target and fails on a crash. See docs/testing.md.
+fuzz: deps
+	SWIFT=$(SWIFT) FUZZ_JOBS=$(JOBS) Fuzz/run.sh
 
 clean:
 	rm -rf .build

@@ -74,6 +74,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Fuzz targets (docs/testing.md): `make fuzz` builds this with -D KILN_LIBFUZZER and
+        // -sanitize=fuzzer,address; a plain build gives a standalone seeded mutation runner.
+        .executableTarget(
+            name: "KilnFuzz",
+            dependencies: ["Kiln", "KilnRedis", "KilnWorker", "KilnFuzzDriver"]
+        ),
+        .systemLibrary(name: "KilnFuzzDriver"),
         .testTarget(
             name: "KilnTests",
             dependencies: ["Kiln", "KilnWorker", "KilnRedis"]

@@ -8,13 +8,16 @@ public enum JSONValue: Sendable, Hashable, Codable {
     case object([String: JSONValue])
 
     public init(from decoder: Decoder) throws {
+        // Containers first: every failed attempt costs time proportional to the nesting depth, so
+        // trying three scalar types at every level made deeply nested input cubic (a 500-deep
+        // batch payload took seconds; see FuzzRegressionTests).
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else if let o = try? c.decode([String: JSONValue].self) { self = .object(o) }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
         else if let n = try? c.decode(Double.self) { self = .number(n) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
+        else { self = .string(try c.decode(String.self)) }
     }
 
     public func encode(to encoder: Encoder) throws {

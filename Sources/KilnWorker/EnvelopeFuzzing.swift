@@ -1,0 +1,23 @@
+import KilnRedis
+
+/// Fuzzing entry point for the worker's envelope parsing (`LeasedJob.parse` + `envelopeProblem`),
+/// which is internal. Not for production use; see `Sources/KilnFuzz` and `docs/testing.md`.
+public enum EnvelopeFuzzing {
+    /// Splits a flat fetch reply (9 fields per job) into jobs and returns each job's envelope
+    /// problem, `nil` for a job that can run.
+    public static func check(_ fields: [String]) -> [String?] {
+        check(.array(fields.map { .bulk($0) }))
+    }
+
+    /// The same, for an arbitrary reply (nulls, integers and nested arrays included).
+    public static func check(_ reply: RedisValue) -> [String?] {
+        LeasedJob.parse(reply, queue: "fuzz").map { job in
+            let problem = job.envelopeProblem
+            if problem == nil {
+                // A job declared runnable must satisfy what the runner relies on.
+                precondition(!job.type.isEmpty && job.badKind == nil && (job.timeoutMs ?? 0) > 0)
+            }
+            return problem
+        }
+    }
+}
