@@ -28,13 +28,12 @@ public enum KilnDuration {
         d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 
-    /// A short human form: `250ms`, `30s`, `5m`, `1.5s`.
+    /// A short human form that `parse` reads back: `250ms`, `30s`, `5m`, `1h`, `1500ms`.
     public static func format(_ d: Duration) -> String {
         let ms = milliseconds(d)
-        if ms < 1000 { return "\(ms)ms" }
-        if ms % 3_600_000 == 0 { return "\(ms / 3_600_000)h" }
-        if ms % 60_000 == 0 { return "\(ms / 60_000)m" }
-        if ms % 1000 == 0 { return "\(ms / 1000)s" }
-        return String(format: "%.3gs", Double(ms) / 1000)
+        if ms % 3_600_000 == 0 && ms > 0 { return "\(ms / 3_600_000)h" }
+        if ms % 60_000 == 0 && ms > 0 { return "\(ms / 60_000)m" }
+        if ms % 1000 == 0 && ms > 0 { return "\(ms / 1000)s" }
+        return "\(ms)ms"
     }
 }

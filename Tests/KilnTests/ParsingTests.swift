@@ -101,3 +101,10 @@ import Testing
         #expect(JSONText.quote("a\"b\\c\n") == "\"a\\\"b\\\\c\\n\"")
     }
 }
+
+extension DurationTests {
+    @Test(arguments: [0, 1, 999, 1000, 1500, 60_000, 61_234, 1_234_567, 3_600_000, 86_400_000])
+    func formatReadsBack(_ ms: Int64) throws {
+        #expect(try KilnDuration.parse(KilnDuration.format(.milliseconds(ms))) == .milliseconds(ms))
+    }
+}
