@@ -113,3 +113,40 @@ import Testing
         #expect(try await conn.send(["BLPOP", key, "5"]).array.last?.string == "x")
     }
 }
+
+extension RedisClientTests {
+    @Test func commandTimeoutFailsASilentServer() async throws {
+        let own = try TestRedis()
+        defer { own.stop() }
+        var config = own.configuration
+        config.commandTimeout = .milliseconds(300)
+        let conn = RedisConnection(configuration: config)
+        defer { conn.close() }
+        #expect(try await conn.send(["PING"]).string == "PONG")
+        own.server.process.signal(SIGSTOP)  // the server accepts nothing and answers nothing
+        defer { own.server.process.signal(SIGCONT) }
+        let start = ContinuousClock.now
+        do {
+            try await conn.send(["PING"])
+            Issue.record("expected a timeout")
+        } catch let e as RedisError {
+            #expect(e.code == .connectionLost && e.message.contains("no reply within 300ms"), "\(e.message)")
+            #expect(e.message.contains("127.0.0.1:\(own.port)") && e.message.contains("PING"))
+        }
+        #expect(ContinuousClock.now - start < .seconds(5))
+        own.server.process.signal(SIGCONT)
+        try await eventually("answers again") { (try? await conn.send(["PING"]))?.string == "PONG" }
+    }
+
+    @Test func connectsOverAUnixSocket() async throws {
+        let dir = NSTemporaryDirectory() + "kiln-sock-\(UUID().uuidString.prefix(8))"
+        let own = try TestRedis(extraArgs: ["--unixsocket", "\(dir)/redis.sock", "--unixsocketperm", "700"], dir: dir)
+        defer { own.server.stop() }
+        let conn = RedisConnection(configuration: try RedisConfiguration(url: "unix://\(dir)/redis.sock?db=3"))
+        defer { conn.close() }
+        try await conn.send(["SET", "via-socket", "1"])
+        let tcp = RedisConnection(configuration: try RedisConfiguration(url: "redis://127.0.0.1:\(own.port)/3"))
+        defer { tcp.close() }
+        #expect(try await tcp.send(["GET", "via-socket"]).string == "1")  // same server, same db 3
+    }
+}
