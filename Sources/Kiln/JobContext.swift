@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// What a handler knows about the job it is running.
 public struct JobContext: Sendable {
@@ -10,8 +11,10 @@ public struct JobContext: Sendable {
     public let maxAttempts: Int
     /// The job's timeout; the worker stops the job when it is reached.
     public let timeout: Duration
-    /// A logger carrying `job.id`, `job.type` and `attempt` metadata.
-    public let logger: Logger
+    /// A logger carrying `job.id`, `job.type` and `attempt` metadata (made on first use: setting
+    /// metadata is not free with some log handlers, and most jobs never log).
+    public var logger: Logger { box.logger(id: id, type: type, attempt: attempt) }
+    private let box: LoggerBox
 
     public init(id: String, type: String, queue: String, attempt: Int, maxAttempts: Int, timeout: Duration, logger: Logger) {
         self.id = id
@@ -20,11 +23,28 @@ public struct JobContext: Sendable {
         self.attempt = attempt
         self.maxAttempts = maxAttempts
         self.timeout = timeout
-        var l = logger
-        l[metadataKey: "job.id"] = "\(id)"
-        l[metadataKey: "job.type"] = "\(type)"
-        l[metadataKey: "attempt"] = "\(attempt)"
-        self.logger = l
+        self.box = LoggerBox(base: logger)
+    }
+}
+
+/// The base logger and, once made, the job's logger with its metadata.
+private final class LoggerBox: Sendable {
+    private let state: Mutex<(base: Logger, made: Logger?)>
+
+    init(base: Logger) { state = Mutex((base, nil)) }
+
+    func logger(id: String, type: String, attempt: Int) -> Logger {
+        state.withLock { s in
+            if let made = s.made { return made }
+            var l = s.base
+            var meta = l.handler.metadata
+            meta["job.id"] = .string(id)
+            meta["job.type"] = .string(type)
+            meta["attempt"] = .string(String(attempt))
+            l.handler.metadata = meta
+            s.made = l
+            return l
+        }
     }
 }
 

@@ -3,18 +3,25 @@ public struct JobHandle<Result: Decodable & Sendable>: Sendable {
     public let id: String
     public let queue: String
     public let client: KilnClient
+    /// Made by `enqueue`: the job exists, so waiting needs no read before the first wait.
+    let fresh: Bool
 
     public init(id: String, queue: String, client: KilnClient) {
+        self.init(id: id, queue: queue, client: client, fresh: false)
+    }
+
+    init(id: String, queue: String, client: KilnClient, fresh: Bool) {
         self.id = id
         self.queue = queue
         self.client = client
+        self.fresh = fresh
     }
 
     /// Waits for the job and returns its decoded result. Throws `KilnError(.jobUnsuccessful)`
     /// (with the final record) if it failed, timed out, was cancelled or died;
     /// `.waitTimedOut` if it is still unfinished after `timeout`.
     public func value(timeout: Duration = .seconds(300)) async throws -> Result {
-        let rec = try await client.wait(id, queue: queue, timeout: timeout)
+        let rec = try await client.wait(id, queue: queue, timeout: timeout, knownToExist: fresh)
         guard rec.status == .succeeded else {
             let why = rec.error.map { ": \($0.message)" } ?? ""
             throw KilnError(.jobUnsuccessful, "job \(id) ended \(rec.statusText)\(why)", record: rec)
@@ -28,7 +35,7 @@ public struct JobHandle<Result: Decodable & Sendable>: Sendable {
 
     /// Waits for the job to finish and returns its final record, whatever the outcome.
     public func wait(timeout: Duration = .seconds(300)) async throws -> JobRecord {
-        try await client.wait(id, queue: queue, timeout: timeout)
+        try await client.wait(id, queue: queue, timeout: timeout, knownToExist: fresh)
     }
 
     /// The job's record now.

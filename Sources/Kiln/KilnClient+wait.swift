@@ -9,8 +9,20 @@ extension KilnClient {
     /// retry policy says. Throws `KilnError(.waitTimedOut)` after `timeout`, `.noSuchJob` if there
     /// is no such job.
     public func wait(_ id: String, queue: String? = nil, timeout: Duration) async throws -> JobRecord {
-        let (q, first) = try await locate(id, queue: queue)
-        if first.isFinal { return first }
+        try await wait(id, queue: queue, timeout: timeout, knownToExist: false)
+    }
+
+    /// `knownToExist`: the caller just enqueued the job into `queue` (a handle from `enqueue`), so
+    /// the first read can go with the first wait instead of before it: one round trip less.
+    func wait(_ id: String, queue: String?, timeout: Duration, knownToExist: Bool) async throws -> JobRecord {
+        let q: String
+        if knownToExist, let queue {
+            q = queue
+        } else {
+            let (found, first) = try await locate(id, queue: queue)
+            if first.isFinal { return first }
+            q = found
+        }
         let deadline = ContinuousClock.now + timeout
         let doneKey = keys.done(q, id)
         let jobKey = keys.job(q, id)
@@ -45,12 +57,15 @@ extension KilnClient {
             if let rec, rec.isFinal { return rec }
             throw KilnError(.waitTimedOut, "job \(id) has not finished after \(KilnDuration.format(timeout)) (status: \(rec?.statusText ?? "expired"))")
         }
-        // Redis takes a fractional timeout in seconds; 0 would mean forever.
+        // Redis takes a fractional timeout in seconds; 0 would mean forever. The record is read
+        // in the same pipeline, right after the wait returns (woken or timed out).
         let secs = max(0.001, Double(KilnDuration.milliseconds(remaining)) / 1000)
-        let woke = try await conn.send(["BLMOVE", doneKey, doneKey, "RIGHT", "RIGHT", String(format: "%.3f", secs)],
-                                       blockFor: .milliseconds(Int64(secs * 1000)))
-        guard !woke.isNull || remaining < .milliseconds(2) else { return nil }
-        guard let rec = JobRecord(hash: try await connection.send(["HGETALL", jobKey]), queue: q) else {
+        let replies = try await conn.pipeline([["BLMOVE", doneKey, doneKey, "RIGHT", "RIGHT", String(format: "%.3f", secs)], ["HGETALL", jobKey]],
+                                              blockFor: .milliseconds(Int64(secs * 1000)))
+        for (reply, command) in zip(replies, ["BLMOVE", "HGETALL"]) {
+            if case .error(let e) = reply { throw RedisError.reply(e, command: command, address: options.redis.address) }
+        }
+        guard let rec = JobRecord(hash: replies[1], queue: q) else {
             throw KilnError(.noSuchJob, "job \(id) disappeared while waiting (its record expired)")
         }
         return rec.isFinal ? rec : nil

@@ -46,7 +46,7 @@ public final class KilnClient: Sendable {
     ) async throws -> JobHandle<Result> {
         let r = EnqueueRequest(type: type, payload: payload, options: options)
         let id = try await enqueueBatch([r])[0]
-        return JobHandle(id: id, queue: options.queue, client: self)
+        return JobHandle(id: id, queue: options.queue, client: self, fresh: true)
     }
 
     /// Enqueues a job with a typed payload, and a typed result for its handle.
@@ -58,36 +58,60 @@ public final class KilnClient: Sendable {
             throw KilnError(.invalidInput, "payload for '\(type)' could not be encoded as JSON: \(error)")
         }
         let id = try await enqueueBatch([EnqueueRequest(type: type, payload: text, options: options)])[0]
-        return JobHandle(id: id, queue: options.queue, client: self)
+        return JobHandle(id: id, queue: options.queue, client: self, fresh: true)
     }
+
+    /// Jobs per `enqueue_many` call: each call is atomic and blocks Redis while it runs, so a
+    /// large batch goes as several calls in one pipeline.
+    static let enqueueChunk = 500
 
     /// Enqueues many jobs in one pipeline and returns their ids in order. Every request is
     /// checked first: if any is invalid nothing is written and the error names its position.
+    /// Jobs of one queue are written by `enqueue_many` calls of up to 500 jobs, each all or
+    /// nothing; an id that already exists refuses its whole call.
     public func enqueueBatch(_ requests: [EnqueueRequest]) async throws -> [String] {
-        var calls: [(script: KilnScripts.Script, keys: [String], args: [String])] = []
-        calls.reserveCapacity(requests.count)
+        if requests.isEmpty { return [] }
         var ids: [String] = []
-        var queues = Set<String>()
-        let now = String(Self.nowMs())
+        ids.reserveCapacity(requests.count)
+        // Positions of the requests of each queue, in order.
+        var byQueue: [String: [Int]] = [:]
+        var queueOrder: [String] = []
         for (i, r) in requests.enumerated() {
             do { try validate(r) } catch let e as KilnError where requests.count > 1 {
                 throw KilnError(e.code, "job \(i + 1): \(e.message)")
             }
-            let id = r.options.id ?? JobID.make()
-            let kind = r.options.kind ?? options.knownKinds[r.type] ?? .io
+            ids.append(r.options.id ?? JobID.make())
             let q = r.options.queue
-            queues.insert(q)
-            ids.append(id)
-            calls.append((KilnScripts.enqueue, [keys.job(q, id), keys.pending(q, kind)], [
-                id, r.type, q, kind.rawValue, r.payload, String(r.options.retries + 1),
-                String(KilnDuration.milliseconds(r.options.timeout)),
-                String(KilnDuration.milliseconds(r.options.resultTTL)), now,
-            ]))
+            if byQueue[q] == nil { queueOrder.append(q) }
+            byQueue[q, default: []].append(i)
         }
-        if calls.isEmpty { return [] }
         try await checkChosenIDs(requests, ids: ids)
+        let now = String(Self.nowMs())
+        var calls: [(script: KilnScripts.Script, keys: [String], args: [String])] = []
+        var chunks: [ArraySlice<Int>] = []
+        for q in queueOrder {
+            let positions = byQueue[q]!
+            for start in stride(from: 0, to: positions.count, by: Self.enqueueChunk) {
+                let chunk = positions[start..<min(positions.count, start + Self.enqueueChunk)]
+                var args: [String] = [keys.queuePrefix(q), q, now]
+                args.reserveCapacity(3 + chunk.count * 7)
+                for i in chunk {
+                    let r = requests[i]
+                    let kind = r.options.kind ?? options.knownKinds[r.type] ?? .io
+                    args.append(ids[i])
+                    args.append(r.type)
+                    args.append(kind.rawValue)
+                    args.append(r.payload)
+                    args.append(String(r.options.retries + 1))
+                    args.append(String(KilnDuration.milliseconds(r.options.timeout)))
+                    args.append(String(KilnDuration.milliseconds(r.options.resultTTL)))
+                }
+                calls.append((KilnScripts.enqueueMany, [keys.pending(q, .io), keys.pending(q, .cpu)], args))
+                chunks.append(chunk)
+            }
+        }
         // Register queues first: a registered empty queue is harmless, an unregistered job is not findable.
-        let register = [["SADD", keys.queues] + queues.sorted()]
+        let register = [["SADD", keys.queues] + queueOrder.sorted()]
         var tries = 0
         let replies = try await withRetry {
             tries += 1
@@ -100,18 +124,21 @@ public final class KilnClient: Sendable {
             }
             return replies
         }
-        for (i, reply) in replies.dropFirst(register.count).enumerated() {
-            switch reply {
-            case .integer(1): continue
-            case .integer(0) where tries > 1 && requests[i].options.id == nil:
-                continue  // our own earlier try wrote it before the connection dropped
-            case .integer(0):
-                throw KilnError(.duplicateJob, "a job with id '\(ids[i])' already exists in queue '\(requests[i].options.queue)'")
-            case .error(let e):
-                throw KilnError(.redis, "Redis at \(options.redis.address) refused to enqueue job \(i + 1): \(e)")
-            default:
+        for (chunk, reply) in zip(chunks, replies.dropFirst(register.count)) {
+            if case .error(let e) = reply {
+                throw KilnError(.redis, "Redis at \(options.redis.address) refused to enqueue job \(chunk.first! + 1): \(e)")
+            }
+            let r = reply.array.map { $0.int ?? -1 }
+            guard r.count == 2, r[0] >= 0, r[0] <= chunk.count else {
                 throw KilnError(.protocolViolation, "unexpected reply to enqueue: \(reply)")
             }
+            if r[0] == 0 { continue }
+            // Every id of the call exists and none was chosen by the caller: our own earlier try
+            // wrote them all (the call is atomic) before the connection dropped.
+            if tries > 1, r[1] == chunk.count, chunk.allSatisfy({ requests[$0].options.id == nil }) { continue }
+            let i = chunk[chunk.startIndex + r[0] - 1]
+            let position = requests.count > 1 ? "job \(i + 1): " : ""
+            throw KilnError(.duplicateJob, "\(position)a job with id '\(ids[i])' already exists in queue '\(requests[i].options.queue)'")
         }
         return ids
     }

@@ -5,33 +5,76 @@
 /// Conventions: `P` (ARGV[1] of most scripts) is the queue's key prefix `prefix:{queue}:`; the job
 /// hash is `P..'job:'..id` and its done list `P..'done:'..id`. Times are Unix milliseconds.
 public enum KilnScripts {
-    public static let version = 1
+    public static let version = 2
 
     /// Shared helpers prepended to every script.
     static let prelude = """
     -- kiln scripts v\(version)
-    local function finalize(P, id, status, now, etype, emsg)
+    -- Marks a job final: one HSET, its TTL, and its done list (RPUSH + TTL) for waiters.
+    -- `ttl` is the job's result_ttl_ms if the caller already read it (saves an HGET).
+    local function finalize(P, id, status, now, etype, emsg, ttl, result)
       local jk = P .. 'job:' .. id
-      redis.call('HSET', jk, 'status', status, 'finished_at', now)
-      if etype then redis.call('HSET', jk, 'error_type', etype, 'error_message', emsg) end
-      local ttl = tonumber(redis.call('HGET', jk, 'result_ttl_ms')) or 86400000
-      if ttl < 1 then ttl = 1 end
+      if etype then
+        redis.call('HSET', jk, 'status', status, 'finished_at', now, 'error_type', etype, 'error_message', emsg)
+      elseif result then
+        redis.call('HSET', jk, 'status', status, 'finished_at', now, 'result', result)
+      else
+        redis.call('HSET', jk, 'status', status, 'finished_at', now)
+      end
+      -- TTLs stay strings: turning a Lua number back into text costs more than the command.
+      if type(ttl) ~= 'string' then ttl = ttl and tostring(ttl) or redis.call('HGET', jk, 'result_ttl_ms') end
+      if not ttl or not string.find(ttl, '^[1-9]%d*$') then ttl = (tonumber(ttl) or 86400000) >= 1 and '86400000' or '1' end
       redis.call('PEXPIRE', jk, ttl)
       local dk = P .. 'done:' .. id
-      redis.call('DEL', dk)
       redis.call('RPUSH', dk, status)
       redis.call('PEXPIRE', dk, ttl)
     end
-    local function final_failure(P, id, now, etype, emsg, dead_key)
+    local function final_failure(P, id, now, etype, emsg, dead_key, max, ttl)
       -- A job that had retries and used them all (or cannot use them) is dead-lettered.
-      local max = tonumber(redis.call('HGET', P .. 'job:' .. id, 'max_attempts')) or 1
+      max = tonumber(max) or tonumber(redis.call('HGET', P .. 'job:' .. id, 'max_attempts')) or 1
       local status = etype == 'timeout' and 'timed_out' or 'failed'
       if max > 1 then
         status = 'dead'
         redis.call('ZADD', dead_key, now, id)
       end
-      finalize(P, id, status, now, etype, emsg)
+      finalize(P, id, status, now, etype, emsg, ttl)
       return status
+    end
+    -- The fenced end of one attempt (the body of `finish` and of each entry of `finish_many`).
+    -- Everything but removing the lease, which the caller does (batched). Returns the status the
+    -- job is left in, or 'stale' (nothing changed) unless the job is running under `token`.
+    local function finish_one(P, id, token, outcome, result, etype, emsg, now, delay, sched_key, dead_key)
+      local jk = P .. 'job:' .. id
+      local f = redis.call('HMGET', jk, 'token', 'status', 'cancel_requested', 'attempts', 'max_attempts', 'result_ttl_ms')
+      if f[1] ~= token or f[2] ~= 'running' then return 'stale' end
+      if outcome == 'succeeded' then
+        -- An earlier attempt (or a reclaim) may have left an error behind.
+        if f[4] and f[4] ~= '1' then redis.call('HDEL', jk, 'error_type', 'error_message', 'retry_at') end
+        finalize(P, id, 'succeeded', now, nil, nil, f[6], result)
+        return 'succeeded'
+      end
+      if f[3] == '1' then
+        finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled while running', f[6])
+        return 'cancelled'
+      end
+      if outcome == 'cancelled' then
+        finalize(P, id, 'cancelled', now, etype, emsg, f[6])
+        return 'cancelled'
+      end
+      delay = tonumber(delay) or -1
+      now = tonumber(now)
+      if delay >= 0 and (tonumber(f[4]) or 1) < (tonumber(f[5]) or 1) then
+        redis.call('HSET', jk, 'status', 'retrying', 'retry_at', now + delay, 'error_type', etype, 'error_message', emsg)
+        redis.call('ZADD', sched_key, now + delay, id)
+        return 'retrying'
+      end
+      return final_failure(P, id, now, etype, emsg, dead_key, f[5] or 1, f[6])
+    end
+    -- ZADD/ZREM/LPUSH with many members, in chunks (Lua's unpack has a stack limit).
+    local function multi(cmd, key, items)
+      for i = 1, #items, 4000 do
+        redis.call(cmd, key, unpack(items, i, math.min(i + 3999, #items)))
+      end
     end
 
     """
@@ -47,6 +90,33 @@ public enum KilnScripts {
     return 1
     """)
 
+    /// `enqueue` for many jobs of one queue, all or nothing. KEYS: pending:io, pending:cpu.
+    /// ARGV: P, queue, now, then 7 per job: id, type, kind, payload, max_attempts, timeout_ms,
+    /// result_ttl_ms. Returns {0, 0} once every job is written and queued (in ARGV order), or
+    /// {position of the first id that already exists, how many exist} and writes nothing.
+    public static let enqueueMany = Script(name: "enqueue_many", body: """
+    local P, queue, now = ARGV[1], ARGV[2], ARGV[3]
+    local first, existing = 0, 0
+    for i = 4, #ARGV, 7 do
+      if redis.call('EXISTS', P .. 'job:' .. ARGV[i]) == 1 then
+        existing = existing + 1
+        if first == 0 then first = (i - 4) / 7 + 1 end
+      end
+    end
+    if existing > 0 then return {first, existing} end
+    local io, cpu = {}, {}
+    for i = 4, #ARGV, 7 do
+      local id = ARGV[i]
+      redis.call('HSET', P .. 'job:' .. id, 'id', id, 'type', ARGV[i + 1], 'queue', queue, 'kind', ARGV[i + 2],
+        'payload', ARGV[i + 3], 'status', 'queued', 'attempts', '0', 'max_attempts', ARGV[i + 4],
+        'timeout_ms', ARGV[i + 5], 'result_ttl_ms', ARGV[i + 6], 'enqueued_at', now, 'token', '0')
+      if ARGV[i + 2] == 'cpu' then cpu[#cpu + 1] = id else io[#io + 1] = id end
+    end
+    multi('LPUSH', KEYS[1], io)
+    multi('LPUSH', KEYS[2], cpu)
+    return {0, 0}
+    """)
+
     /// KEYS: pending list, running zset. ARGV: P, now, count, worker, lease_ms, lease_margin_ms.
     /// Pops up to `count` ids and leases each runnable one to the worker, for `lease_ms` or, if
     /// shorter, the job's timeout plus `lease_margin_ms` (a job ends by its timeout, so a short job
@@ -56,41 +126,51 @@ public enum KilnScripts {
     /// a job cancelled while queued is finalized instead.
     public static let fetch = Script(name: "fetch", body: """
     local P, now, count, worker, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-    local margin = tonumber(ARGV[6])
-    local out = {}
+    local margin, now_text = tonumber(ARGV[6]), ARGV[2]
+    local out, leases = {}, {}
+    -- Lease deadlines as text, made once per distinct timeout (number to text is slow in Lua).
+    local deadline_text = {}
     local n = 0
     while n < count do
-      local id = redis.call('RPOP', KEYS[1])
-      if not id then break end
-      local jk = P .. 'job:' .. id
-      local f = redis.call('HMGET', jk, 'status', 'cancel_requested', 'type', 'payload', 'kind', 'max_attempts', 'timeout_ms', 'queue')
-      local exists = redis.call('EXISTS', jk) == 1
-      if not exists then
-        redis.call('HSET', jk, 'id', id, 'status', 'failed', 'result_ttl_ms', 86400000,
-          'error_type', 'malformed_envelope', 'error_message', 'the id ' .. id .. ' was on the queue but has no job record')
-        finalize(P, id, 'failed', now, nil, nil)
-      elseif f[2] == '1' and (f[1] == 'queued' or not f[1]) then
-        finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled before it ran')
-      elseif f[1] == 'queued' or not f[1] then
-        local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
-        local token = redis.call('HINCRBY', jk, 'token', 1)
-        redis.call('HSET', jk, 'status', 'running', 'started_at', now, 'worker', worker)
-        local job_lease = lease
-        local timeout = tonumber(f[7])
-        if margin and timeout and timeout + margin < job_lease then job_lease = timeout + margin end
-        redis.call('ZADD', KEYS[2], now + job_lease, id)
-        n = n + 1
-        out[#out + 1] = id
-        out[#out + 1] = tostring(token)
-        out[#out + 1] = tostring(attempts)
-        out[#out + 1] = f[3] or ''
-        out[#out + 1] = f[4] or ''
-        out[#out + 1] = f[5] or ''
-        out[#out + 1] = f[6] or ''
-        out[#out + 1] = f[7] or ''
-        out[#out + 1] = f[8] or ''
+      local ids = redis.call('RPOP', KEYS[1], count - n)
+      if not ids then break end
+      for _, id in ipairs(ids) do
+        local jk = P .. 'job:' .. id
+        local f = redis.call('HMGET', jk, 'status', 'cancel_requested', 'type', 'payload', 'kind', 'max_attempts', 'timeout_ms', 'queue', 'attempts', 'token', 'result_ttl_ms')
+        local st = f[1]
+        if not st and not f[3] and not f[4] and not f[7] and redis.call('EXISTS', jk) == 0 then
+          redis.call('HSET', jk, 'id', id, 'result_ttl_ms', 86400000)
+          finalize(P, id, 'failed', now_text, 'malformed_envelope', 'the id ' .. id .. ' was on the queue but has no job record', '86400000')
+        elseif f[2] == '1' and (st == 'queued' or not st) then
+          finalize(P, id, 'cancelled', now_text, 'cancelled', 'cancelled before it ran', f[11])
+        elseif st == 'queued' or not st then
+          local attempts = tostring((tonumber(f[9]) or 0) + 1)
+          local token = tostring((tonumber(f[10]) or 0) + 1)
+          redis.call('HSET', jk, 'status', 'running', 'started_at', now_text, 'worker', worker, 'attempts', attempts, 'token', token)
+          local dl = deadline_text[f[7] or '']
+          if not dl then
+            local job_lease = lease
+            local timeout = tonumber(f[7])
+            if margin and timeout and timeout + margin < job_lease then job_lease = timeout + margin end
+            dl = string.format('%d', now + job_lease)
+            deadline_text[f[7] or ''] = dl
+          end
+          leases[#leases + 1] = dl
+          leases[#leases + 1] = id
+          n = n + 1
+          out[#out + 1] = id
+          out[#out + 1] = token
+          out[#out + 1] = attempts
+          out[#out + 1] = f[3] or ''
+          out[#out + 1] = f[4] or ''
+          out[#out + 1] = f[5] or ''
+          out[#out + 1] = f[6] or ''
+          out[#out + 1] = f[7] or ''
+          out[#out + 1] = f[8] or ''
+        end
       end
     end
+    multi('ZADD', KEYS[2], leases)
     return out
     """)
 
@@ -99,32 +179,26 @@ public enum KilnScripts {
     /// Fenced: does nothing and returns 'stale' unless the job is running under this token.
     /// Returns the status the job is left in.
     public static let finish = Script(name: "finish", body: """
-    local P, id, token, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-    local now, delay = tonumber(ARGV[8]), tonumber(ARGV[9])
-    local jk = P .. 'job:' .. id
-    local f = redis.call('HMGET', jk, 'token', 'status', 'cancel_requested', 'attempts', 'max_attempts')
-    if f[1] ~= token or f[2] ~= 'running' then return 'stale' end
-    redis.call('ZREM', KEYS[1], id)
-    if outcome == 'succeeded' then
-      redis.call('HSET', jk, 'result', ARGV[5])
-      redis.call('HDEL', jk, 'error_type', 'error_message', 'retry_at')
-      finalize(P, id, 'succeeded', now, nil, nil)
-      return 'succeeded'
+    local status = finish_one(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], KEYS[2], KEYS[3])
+    if status ~= 'stale' then redis.call('ZREM', KEYS[1], ARGV[2]) end
+    return status
+    """)
+
+    /// `finish` for many attempts of one queue in one call. KEYS: running, scheduled, dead.
+    /// ARGV: P, then 8 per attempt: id, token, outcome, result_json, error_type, error_message,
+    /// retry_delay_ms, now (when the attempt ended). Returns the status each is left in, in order ('stale' where
+    /// the attempt no longer holds the lease). One lease removal (ZREM) for the whole batch.
+    public static let finishMany = Script(name: "finish_many", body: """
+    local P = ARGV[1]
+    local out, done = {}, {}
+    for i = 2, #ARGV, 8 do
+      local id = ARGV[i]
+      local status = finish_one(P, id, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 7], ARGV[i + 6], KEYS[2], KEYS[3])
+      if status ~= 'stale' then done[#done + 1] = id end
+      out[#out + 1] = status
     end
-    if f[3] == '1' then
-      finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled while running')
-      return 'cancelled'
-    end
-    if outcome == 'cancelled' then
-      finalize(P, id, 'cancelled', now, ARGV[6], ARGV[7])
-      return 'cancelled'
-    end
-    if delay >= 0 and (tonumber(f[4]) or 1) < (tonumber(f[5]) or 1) then
-      redis.call('HSET', jk, 'status', 'retrying', 'retry_at', now + delay, 'error_type', ARGV[6], 'error_message', ARGV[7])
-      redis.call('ZADD', KEYS[2], now + delay, id)
-      return 'retrying'
-    end
-    return final_failure(P, id, now, ARGV[6], ARGV[7], KEYS[3])
+    multi('ZREM', KEYS[1], done)
+    return out
     """)
 
     /// KEYS: pending:io, pending:cpu, scheduled. ARGV: P, id, now, cancel channel.
@@ -289,7 +363,7 @@ public enum KilnScripts {
     return 'released'
     """)
 
-    public static let all: [Script] = [enqueue, fetch, finish, cancel, extend, reap, sweep, retryDead, release]
+    public static let all: [Script] = [enqueue, enqueueMany, fetch, finish, finishMany, cancel, extend, reap, sweep, retryDead, release]
 
     /// One script: its name (for errors) and full text including the prelude.
     public struct Script: Sendable, Hashable {

@@ -15,7 +15,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
 
     private let condition = NSCondition()
     // Guarded by `condition`.
-    private var pending: (args: [String], blockFor: Duration?, continuation: CheckedContinuation<RedisValue, Error>)?
+    private var pending: (commands: [[String]], blockFor: Duration?, continuation: CheckedContinuation<[RedisValue], Error>)?
     private var cancelRequested = false
     private var closed = false
     private var threadStarted = false
@@ -62,9 +62,21 @@ public final class RedisBlockingConnection: @unchecked Sendable {
     /// added, that bounds the wait: a server that has gone silent fails with `.connectionLost`.
     /// `nil` waits as long as it takes. Error replies throw `RedisError(.server)`.
     public func send(_ args: [String], blockFor: Duration? = nil) async throws -> RedisValue {
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<RedisValue, Error>) in
-                enqueue(args, blockFor, continuation)
+        let reply = try await pipeline([args], blockFor: blockFor)[0]
+        if case .error(let e) = reply {
+            throw RedisError.reply(e, command: args.first ?? "?", address: configuration.address)
+        }
+        return reply
+    }
+
+    /// Sends a blocking command and the commands after it back to back, and returns every reply
+    /// in order (error replies as `.error` values). The server runs the later commands once the
+    /// first one returns, so a read after a wake-up costs no extra round trip.
+    public func pipeline(_ commands: [[String]], blockFor: Duration? = nil) async throws -> [RedisValue] {
+        precondition(!commands.isEmpty)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[RedisValue], Error>) in
+                enqueue(commands, blockFor, continuation)
             }
         } onCancel: {
             requestCancel()
@@ -113,18 +125,18 @@ public final class RedisBlockingConnection: @unchecked Sendable {
         while true {
             condition.lock()
             while pending == nil && !closed { condition.wait() }
-            guard let (args, blockFor, continuation) = pending else {
+            guard let (commands, blockFor, continuation) = pending else {
                 condition.unlock()
                 return
             }
             condition.unlock()
             drainWakePipe()
 
-            let result: Result<RedisValue, Error>
+            let result: Result<[RedisValue], Error>
             do {
                 if context == nil { context = try HiredisContext.connect(configuration) }
                 let limit = blockFor.map { ContinuousClock.now + $0 + configuration.commandTimeout }
-                result = .success(try execute(args, on: context!, deadline: limit))
+                result = .success(try execute(commands, on: context!, deadline: limit))
             } catch {
                 result = .failure(error)
                 context = nil  // unknown state, or dropped on purpose to unblock the server side
@@ -133,15 +145,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
             pending = nil
             cancelRequested = false
             condition.unlock()
-            switch result {
-            case .success(let v):
-                if case .error(let e) = v {
-                    continuation.resume(throwing: RedisError.reply(e, command: args.first ?? "?", address: configuration.address))
-                } else {
-                    continuation.resume(returning: v)
-                }
-            case .failure(let e): continuation.resume(throwing: e)
-            }
+            continuation.resume(with: result)
         }
     }
 
@@ -156,7 +160,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func enqueue(_ args: [String], _ blockFor: Duration?, _ continuation: CheckedContinuation<RedisValue, Error>) {
+    private func enqueue(_ commands: [[String]], _ blockFor: Duration?, _ continuation: CheckedContinuation<[RedisValue], Error>) {
         condition.lock()
         if closed {
             condition.unlock()
@@ -164,7 +168,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
             return
         }
         precondition(pending == nil, "RedisBlockingConnection runs one command at a time")
-        pending = (args, blockFor, continuation)
+        pending = (commands, blockFor, continuation)
         cancelRequested = Task.isCancelled
         startThreadLocked()
         condition.signal()
@@ -184,15 +188,20 @@ public final class RedisBlockingConnection: @unchecked Sendable {
         return cancelRequested
     }
 
-    private func execute(_ args: [String], on ctx: HiredisContext, deadline: ContinuousClock.Instant?) throws -> RedisValue {
-        let name = args.first ?? "?"
+    private func execute(_ commands: [[String]], on ctx: HiredisContext, deadline: ContinuousClock.Instant?) throws -> [RedisValue] {
+        let name = commands[0].first ?? "?"
         let subscribing = name.uppercased() == "SUBSCRIBE"
-        ctx.append(args)
+        for c in commands { ctx.append(c) }
         try ctx.flush(command: name)
+        var replies: [RedisValue] = []
         while true {
             while let reply = try ctx.bufferedReply(command: name) {
-                if !subscribing { return reply }
-                if case .error = reply { return reply }
+                if !subscribing {
+                    replies.append(reply)
+                    if replies.count == commands.count { return replies }
+                    continue
+                }
+                if case .error = reply { return [reply] }
                 // Subscribe confirmations and pongs need nothing; messages go to the handler.
                 if reply.array.first?.string == "message" {
                     condition.lock()

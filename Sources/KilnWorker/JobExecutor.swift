@@ -36,6 +36,12 @@ public struct JobExecutor: Service {
                 }
                 return true
             }
+            // The timer for every job's timeout; cancelled once the fetch loops (and so every job) ended.
+            let deadlines = runner.deadlines
+            outer.addTask {
+                await deadlines.run()
+                return false
+            }
             outer.addTask {
                 do { try await gracefulShutdown() } catch { return false }
                 let n = running.count
@@ -89,8 +95,7 @@ public struct JobExecutor: Service {
                 if leased.count < n { slots.release(n - leased.count) }
                 for job in leased {
                     jobs.addTask {
-                        await runner.run(job)
-                        slots.release(1)
+                        await runner.run(job) { slots.release(1) }
                     }
                 }
                 if leased.isEmpty {

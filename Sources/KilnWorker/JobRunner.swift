@@ -5,7 +5,8 @@ import Logging
 import Synchronization
 
 /// Runs one leased job to its end: checks the envelope, runs the handler on the async loop or in
-/// the pool under its timeout, and writes the outcome with the fenced `finish` script.
+/// the pool under its timeout, and writes the outcome with the fenced `finish_many` script
+/// (batched with other jobs' outcomes by `FinishBatcher`).
 struct JobRunner: Sendable {
     let options: WorkerOptions
     let registry: JobRegistry
@@ -13,9 +14,27 @@ struct JobRunner: Sendable {
     let scripts: ScriptRunner
     let pool: ProcessPool?
     let running: RunningJobs
+    let deadlines: Deadlines
     let logger: Logger
     /// Shared by every job's writes, so an outage is logged once, not once per job.
-    let writeOutage = WriteOutage()
+    let writeOutage: WriteOutage
+    /// Writes outcomes in batches (one `finish_many` call for all that finish together).
+    let finisher: FinishBatcher
+
+    init(options: WorkerOptions, registry: JobRegistry, keys: KeySchema, scripts: ScriptRunner, pool: ProcessPool?,
+         running: RunningJobs, deadlines: Deadlines, logger: Logger) {
+        self.options = options
+        self.registry = registry
+        self.keys = keys
+        self.scripts = scripts
+        self.pool = pool
+        self.running = running
+        self.deadlines = deadlines
+        self.logger = logger
+        let outage = WriteOutage()
+        self.writeOutage = outage
+        self.finisher = FinishBatcher(keys: keys, scripts: scripts, outage: outage, logger: logger)
+    }
 
     /// How an attempt ended, before it is written.
     enum Outcome: Sendable {
@@ -25,13 +44,14 @@ struct JobRunner: Sendable {
         case stopped(StopReason)
     }
 
-    func run(_ job: LeasedJob) async {
-        var log = logger
-        log[metadataKey: "job.id"] = "\(job.id)"
-        log[metadataKey: "job.type"] = "\(job.type)"
-        log[metadataKey: "attempt"] = "\(job.attempt)"
-        let signal = StopSignal()
-        running.add(queue: job.queue, id: job.id, .init(token: job.token, signal: signal))
+    /// Runs `job`; calls `free` once its slot is free again: when the handler (or pool child) is
+    /// done, before the outcome is written, so the next job can be fetched meanwhile.
+    func run(_ job: LeasedJob, free: () -> Void) async {
+        var freed = false
+        defer { if !freed { free() } }
+        let log = JobLog(base: logger, job: job)
+        let control = JobControl()
+        running.add(queue: job.queue, id: job.id, .init(token: job.token, control: control))
         defer { running.remove(queue: job.queue, id: job.id) }
 
         if let problem = job.envelopeProblem {
@@ -57,8 +77,10 @@ struct JobRunner: Sendable {
         let timeout = Duration.milliseconds(job.timeoutMs ?? 300_000)
         log.info("job started", metadata: ["kind": "\(job.kind.rawValue)", "queue": "\(job.queue)"])
         let started = ContinuousClock.now
-        let outcome = await execute(job, handler: handler, timeout: timeout, signal: signal, log: log)
+        let outcome = await execute(job, handler: handler, timeout: timeout, control: control, log: log)
         let elapsed = ContinuousClock.now - started
+        free()
+        freed = true
         if case .stopped(.shutdown) = outcome {
             await release(job, to: job.kind, log: log)
             return
@@ -67,60 +89,55 @@ struct JobRunner: Sendable {
         log.info("job finished", metadata: ["status": "\(status)", "ms": "\(KilnDuration.milliseconds(elapsed))"])
     }
 
-    /// Races the handler against the job's deadline and its stop signal.
-    private func execute(_ job: LeasedJob, handler: JobRegistry.Handler, timeout: Duration, signal: StopSignal, log: Logger) async -> Outcome {
+    /// Runs the handler on this task under the job's deadline and stop control: a timeout or a
+    /// stop cancels this task (an I/O handler sees cancellation; a pool child is killed), and the
+    /// first of handler result, timeout and stop decides the outcome. Like a task group, it
+    /// returns only once the handler has returned.
+    private func execute(_ job: LeasedJob, handler: JobRegistry.Handler, timeout: Duration, control: JobControl, log: JobLog) async -> Outcome {
         let context = JobContext(id: job.id, type: job.type, queue: job.queue, attempt: job.attempt,
-                                 maxAttempts: job.maxAttempts, timeout: timeout, logger: log)
-        let pool = self.pool
-        let deadline = ContinuousClock.now + timeout
-        return await withTaskGroup(of: Outcome?.self) { group in
-            group.addTask {
-                if job.kind == .cpu, let pool {
-                    let poolJob = PoolJob(id: job.id, type: job.type, queue: job.queue, payload: job.payload,
-                                          attempt: job.attempt, maxAttempts: job.maxAttempts, timeoutMs: job.timeoutMs ?? 300_000)
-                    switch await pool.execute(poolJob) {
-                    case .succeeded(let r): return .succeeded(r)
-                    case .failed(let t, let m, let retry): return .failed(type: t, message: m, retryable: retry)
-                    case .crashed(let why): return .failed(type: "crash", message: why, retryable: true)
-                    case .killed: return nil
-                    }
-                }
-                do {
-                    switch handler {
-                    case .io(let body): return .succeeded(try await body(job.payload, context))
-                    case .cpu(let body): return .succeeded(try body(job.payload, context))  // only without a pool (never: released above)
-                    }
-                } catch let f as JobFailure {
-                    return .failed(type: f.type, message: f.message, retryable: f.retryable)
-                } catch is CancellationError where Task.isCancelled {
-                    return nil
-                } catch {
-                    return .failed(type: "error", message: String(describing: error), retryable: true)
-                }
+                                 maxAttempts: job.maxAttempts, timeout: timeout, logger: logger)
+        let key = deadlines.add(control, at: ContinuousClock.now + timeout)
+        defer { deadlines.remove(control, key: key) }
+        func stopped(_ cause: JobControl.Cause?) -> Outcome? {
+            switch cause {
+            case .timedOut: return .timedOut
+            case .stopped(let reason): return .stopped(reason)
+            case nil: return nil
             }
-            group.addTask {
-                do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return nil }
-                return .timedOut
-            }
-            group.addTask {
-                guard let reason = await signal.wait() else { return nil }
-                return .stopped(reason)
-            }
-            var result: Outcome = .stopped(.leaseLost)
-            while let next = await group.next() {
-                if let next {
-                    result = next
-                    break
-                }
-            }
-            group.cancelAll()
-            return result
         }
+        guard control.begin() else { return stopped(control.end()) ?? .stopped(.leaseLost) }
+        let result: Outcome?
+        if job.kind == .cpu, let pool {
+            let poolJob = PoolJob(id: job.id, type: job.type, queue: job.queue, payload: job.payload,
+                                  attempt: job.attempt, maxAttempts: job.maxAttempts, timeoutMs: job.timeoutMs ?? 300_000)
+            switch await pool.execute(poolJob) {
+            case .succeeded(let r): result = .succeeded(r)
+            case .failed(let t, let m, let retry): result = .failed(type: t, message: m, retryable: retry)
+            case .crashed(let why): result = .failed(type: "crash", message: why, retryable: true)
+            case .killed: result = nil
+            }
+        } else {
+            do {
+                switch handler {
+                case .io(let body): result = .succeeded(try await body(job.payload, context))
+                case .cpu(let body): result = .succeeded(try body(job.payload, context))  // only without a pool (never: released above)
+                }
+            } catch let f as JobFailure {
+                result = .failed(type: f.type, message: f.message, retryable: f.retryable)
+            } catch is CancellationError where Task.isCancelled {
+                result = nil
+            } catch {
+                result = .failed(type: "error", message: String(describing: error), retryable: true)
+            }
+        }
+        // A stop that came before the handler returned wins, as the first finisher of a race would.
+        if let cause = stopped(control.end()) { return cause }
+        return result ?? .stopped(.leaseLost)
     }
 
     /// Writes the outcome with the fenced finish script, retrying while Redis is unreachable.
     @discardableResult
-    private func write(_ job: LeasedJob, _ outcome: Outcome, log: Logger) async -> String {
+    private func write(_ job: LeasedJob, _ outcome: Outcome, log: JobLog) async -> String {
         var resultText = ""
         var errType = ""
         var errMsg = ""
@@ -155,11 +172,8 @@ struct JobRunner: Sendable {
         case .stopped(.shutdown):
             return "released"
         }
-        let args = [keys.queuePrefix(job.queue), job.id, job.token, word, resultText, errType, errMsg,
-                    String(Self.nowMs()), String(delay)]
-        let status = await retrying(log: log, what: "write the result") {
-            try await scripts.run(KilnScripts.finish, keys: [keys.running(job.queue), keys.scheduled(job.queue), keys.dead(job.queue)], args: args).string ?? "?"
-        }
+        let status = await finisher.finish(queue: job.queue, args: [job.id, job.token, word, resultText, errType, errMsg, String(delay),
+                                                                  String(Self.nowMs())])
         if status == "stale" {
             log.warning("result discarded: this attempt no longer holds the job's lease (a newer attempt owns it)")
         } else if status == "retrying" {
@@ -168,7 +182,7 @@ struct JobRunner: Sendable {
         return status ?? "unwritten"
     }
 
-    private func release(_ job: LeasedJob, to kind: JobKind, log: Logger) async {
+    private func release(_ job: LeasedJob, to kind: JobKind, log: JobLog) async {
         let r = await retrying(log: log, what: "hand the job back") {
             try await scripts.run(KilnScripts.release, keys: [keys.running(job.queue), keys.pending(job.queue, kind)],
                                   args: [keys.queuePrefix(job.queue), job.id, job.token, kind.rawValue, String(Self.nowMs())]).string ?? "?"
@@ -179,7 +193,7 @@ struct JobRunner: Sendable {
     /// Retries a Redis write through outages until it is stored (or the script says the attempt
     /// is fenced): an outcome is never dropped because Redis blinked. Error replies (which
     /// retrying cannot fix) give up after five tries.
-    private func retrying(log: Logger, what: String, _ body: @escaping @Sendable () async throws -> String) async -> String? {
+    private func retrying(log: JobLog, what: String, _ body: @escaping @Sendable () async throws -> String) async -> String? {
         // Unstructured on purpose: the outcome of an attempt that ran must be written even if the
         // job's task is cancelled (forced shutdown), so the write must not inherit cancellation.
         let write = Task<String?, Never> {
@@ -191,7 +205,7 @@ struct JobRunner: Sendable {
                     let r = try await body()
                     if let failingSince {
                         log.debug("\(what): done after Redis came back (\(KilnDuration.format(ContinuousClock.now - failingSince)))")
-                        writeOutage.ended(log)
+                        writeOutage.ended(log.base)
                     }
                     return r
                 } catch {
@@ -201,13 +215,13 @@ struct JobRunner: Sendable {
                         serverErrors += 1
                         if serverErrors >= 5 {
                             log.error("could not \(what), giving up: \(e.message)")
-                            if failingSince != nil { writeOutage.ended(log) }
+                            if failingSince != nil { writeOutage.ended(log.base) }
                             return nil
                         }
                     }
                     if failingSince == nil {
                         failingSince = .now
-                        writeOutage.began(error, log)
+                        writeOutage.began(error, log.base)
                     }
                     // A capped retry of a write while Redis is away, not a poll for state.
                     try? await Task.sleep(for: wait)
@@ -250,5 +264,33 @@ final class WriteOutage: Sendable {
             return ContinuousClock.now - since
         }
         if let over { log.info("job outcomes written again after Redis came back (\(KilnDuration.format(over)))") }
+    }
+}
+
+/// The runner's logging for one job: `job.id`, `job.type` and `attempt` metadata are added per
+/// message, and only for messages the log level lets through.
+struct JobLog: Sendable {
+    let base: Logger
+    let job: LeasedJob
+
+    private func meta(_ extra: Logger.Metadata) -> Logger.Metadata {
+        var m = extra
+        m["job.id"] = .string(job.id)
+        m["job.type"] = .string(job.type)
+        m["attempt"] = .string(String(job.attempt))
+        return m
+    }
+
+    func debug(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
+        base.debug(message(), metadata: meta(metadata()))
+    }
+    func info(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
+        base.info(message(), metadata: meta(metadata()))
+    }
+    func warning(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
+        base.warning(message(), metadata: meta(metadata()))
+    }
+    func error(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
+        base.error(message(), metadata: meta(metadata()))
     }
 }

@@ -39,7 +39,8 @@ public struct Worker: Sendable {
         self.running = running
         let pool = options.processes > 0
             ? ProcessPool(size: options.processes, logger: log, killGrace: options.killGrace) : nil
-        let runner = JobRunner(options: options, registry: registry, keys: keys, scripts: scripts, pool: pool, running: running, logger: log)
+        let runner = JobRunner(options: options, registry: registry, keys: keys, scripts: scripts, pool: pool, running: running,
+                               deadlines: Deadlines(), logger: log)
         let leases = LeaseKeeper(options: options, keys: keys, running: running, logger: log)
         let executor = JobExecutor(
             options: options, runner: runner, keys: keys, scripts: scripts, running: running,

@@ -36,7 +36,8 @@ public struct WorkerOptions: Sendable {
     /// Dead-lettered jobs older than this are deleted (their records also expire with their
     /// result TTL, whichever comes first). Default 7 days.
     public var deadMaxAge: Duration
-    /// Most jobs one fetch call takes (bounded by free slots). Default 64.
+    /// Most jobs one fetch call takes (bounded by free slots). Default 256: a fetch of 256 jobs
+    /// runs for about 2-3 ms in Redis.
     public var fetchBatch: Int
     /// Largest result stored, in bytes; a larger one fails the job (`result_too_large`). Default 1 MiB.
     public var maxResultBytes: Int
@@ -58,7 +59,7 @@ public struct WorkerOptions: Sendable {
         sweepInterval: Duration = .seconds(300),
         deadMax: Int = 10_000,
         deadMaxAge: Duration = .seconds(7 * 86_400),
-        fetchBatch: Int = 64,
+        fetchBatch: Int = 256,
         maxResultBytes: Int = 1 << 20,
         killGrace: Duration = .seconds(2),
         name: String = WorkerOptions.defaultName

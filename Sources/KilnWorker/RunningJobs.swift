@@ -10,50 +10,6 @@ enum StopReason: Sendable, Equatable {
     case shutdown
 }
 
-/// A one-shot signal a job's watcher waits on. The first `stop` wins.
-final class StopSignal: Sendable {
-    private struct State {
-        var reason: StopReason?
-        var waiters: [Int: CheckedContinuation<StopReason?, Never>] = [:]
-        var next = 0
-    }
-    private let state = Mutex(State())
-
-    var reason: StopReason? { state.withLock { $0.reason } }
-
-    func stop(_ reason: StopReason) {
-        let waiters: [CheckedContinuation<StopReason?, Never>] = state.withLock { s in
-            guard s.reason == nil else { return [] }
-            s.reason = reason
-            defer { s.waiters.removeAll() }
-            return Array(s.waiters.values)
-        }
-        for w in waiters { w.resume(returning: reason) }
-    }
-
-    /// Waits for a stop; returns `nil` if the waiting task is cancelled first.
-    func wait() async -> StopReason? {
-        let id = state.withLock { s -> Int in
-            s.next += 1
-            return s.next
-        }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<StopReason?, Never>) in
-                let immediate: StopReason?? = state.withLock { s in
-                    if let r = s.reason { return .some(r) }
-                    if Task.isCancelled { return .some(nil) }
-                    s.waiters[id] = c
-                    return .none
-                }
-                if let immediate { c.resume(returning: immediate) }
-            }
-        } onCancel: {
-            let c = state.withLock { $0.waiters.removeValue(forKey: id) }
-            c?.resume(returning: nil)
-        }
-    }
-}
-
 /// The jobs running in this worker, for the lease keeper, the cancel listener and shutdown.
 /// Keyed by queue and id: caller-chosen ids are unique only within a queue.
 final class RunningJobs: Sendable {
@@ -63,7 +19,7 @@ final class RunningJobs: Sendable {
     }
     struct Entry: Sendable {
         let token: String
-        let signal: StopSignal
+        let control: JobControl
     }
     private let jobs = Mutex<[Key: Entry]>([:])
 
@@ -84,11 +40,11 @@ final class RunningJobs: Sendable {
     @discardableResult
     func stop(queue: String, id: String, _ reason: StopReason) -> Bool {
         guard let e = jobs.withLock({ $0[Key(queue: queue, id: id)] }) else { return false }
-        e.signal.stop(reason)
+        e.control.stop(.stopped(reason))
         return true
     }
 
     func stopAll(_ reason: StopReason) {
-        for e in jobs.withLock({ Array($0.values) }) { e.signal.stop(reason) }
+        for e in jobs.withLock({ Array($0.values) }) { e.control.stop(.stopped(reason)) }
     }
 }

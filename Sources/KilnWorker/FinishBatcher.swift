@@ -1,0 +1,143 @@
+import Kiln
+import KilnRedis
+import Logging
+import Synchronization
+
+/// Writes attempts' outcomes in batches: every outcome that arrives while a write is in flight
+/// goes out with the next one, as one `finish_many` call per queue (up to 500 attempts each). A
+/// drain of many short jobs then costs one script call per batch instead of one per job.
+///
+/// Like a single write, a batch is retried through Redis outages until it is stored (an outcome
+/// is never dropped because Redis blinked); error replies, which retrying cannot fix, give up
+/// after five tries and leave the jobs to the reaper.
+final class FinishBatcher: Sendable {
+    /// One attempt's outcome, as `finish_many` takes it.
+    struct Entry: Sendable {
+        let queue: String
+        /// id, token, outcome, result_json, error_type, error_message, retry_delay_ms, now.
+        let args: [String]
+        let continuation: CheckedContinuation<String?, Never>
+    }
+
+    private struct State {
+        var pending: [Entry] = []
+        var writing = false
+    }
+
+    static let chunk = 500
+
+    private let state = Mutex(State())
+    private let keys: KeySchema
+    private let scripts: ScriptRunner
+    private let outage: WriteOutage
+    private let logger: Logger
+
+    init(keys: KeySchema, scripts: ScriptRunner, outage: WriteOutage, logger: Logger) {
+        self.keys = keys
+        self.scripts = scripts
+        self.outage = outage
+        self.logger = logger
+    }
+
+    /// Writes one outcome; returns the status the job was left in ('stale' if the attempt no
+    /// longer held the lease), or nil if Redis refused the write for good.
+    func finish(queue: String, args: [String]) async -> String? {
+        await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
+            let start = state.withLock { s -> Bool in
+                s.pending.append(Entry(queue: queue, args: args, continuation: c))
+                if s.writing { return false }
+                s.writing = true
+                return true
+            }
+            if start {
+                // Unstructured on purpose: outcomes of attempts that ran must be written even if
+                // the job tasks waiting on them are cancelled (forced shutdown), so the writer
+                // must not inherit their cancellation. One writer runs at a time.
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    /// Writes batches until nothing is pending.
+    private func drain() async {
+        while true {
+            let batch = state.withLock { s -> [Entry] in
+                let b = s.pending
+                s.pending.removeAll(keepingCapacity: true)
+                if b.isEmpty { s.writing = false }
+                return b
+            }
+            if batch.isEmpty { return }
+            await write(batch)
+        }
+    }
+
+    private func write(_ batch: [Entry]) async {
+        // Group by queue, keeping order; each group goes in chunks.
+        var groups: [(queue: String, entries: ArraySlice<Entry>)] = []
+        var byQueue: [String: [Entry]] = [:]
+        var order: [String] = []
+        for e in batch {
+            if byQueue[e.queue] == nil { order.append(e.queue) }
+            byQueue[e.queue, default: []].append(e)
+        }
+        for q in order {
+            let all = byQueue[q]!
+            for start in stride(from: 0, to: all.count, by: Self.chunk) {
+                groups.append((q, all[start..<min(all.count, start + Self.chunk)]))
+            }
+        }
+        let calls = groups.map { g -> (script: KilnScripts.Script, keys: [String], args: [String]) in
+            var args = [keys.queuePrefix(g.queue)]
+            args.reserveCapacity(1 + g.entries.count * 8)
+            for e in g.entries { args += e.args }
+            return (KilnScripts.finishMany, [keys.running(g.queue), keys.scheduled(g.queue), keys.dead(g.queue)], args)
+        }
+        var wait = Duration.milliseconds(50)
+        var failingSince: ContinuousClock.Instant?
+        var serverErrors = 0
+        var remaining = Array(zip(groups, calls))
+        while !remaining.isEmpty {
+            var failed: [((queue: String, entries: ArraySlice<Entry>), (script: KilnScripts.Script, keys: [String], args: [String]))] = []
+            var lastError: Error?
+            do {
+                let replies = try await scripts.runPipelined(remaining.map(\.1))
+                for (item, reply) in zip(remaining, replies) {
+                    if case .error(let text) = reply {
+                        let e = RedisError.reply(text, command: "script finish_many", address: scripts.connection.configuration.address)
+                        lastError = e
+                        if !e.isTransient { serverErrors += 1 }
+                        failed.append(item)
+                        continue
+                    }
+                    let statuses = reply.array.map { $0.string ?? "?" }
+                    for (i, e) in item.0.entries.enumerated() {
+                        e.continuation.resume(returning: i < statuses.count ? statuses[i] : nil)
+                    }
+                }
+            } catch {
+                lastError = error
+                if let e = error as? RedisError, !e.isTransient { serverErrors += 1 }
+                failed = remaining
+            }
+            if failed.isEmpty {
+                if failingSince != nil { outage.ended(logger) }
+                return
+            }
+            if serverErrors >= 5 {
+                logger.error("could not write \(failed.reduce(0) { $0 + $1.0.entries.count }) job outcome(s), giving up: \(lastError.map { "\($0)" } ?? "?")")
+                for item in failed { for e in item.0.entries { e.continuation.resume(returning: nil) } }
+                if failingSince != nil { outage.ended(logger) }
+                return
+            }
+            if failingSince == nil {
+                failingSince = .now
+                outage.began(lastError ?? RedisError(.connectionLost, "write failed"), logger)
+            }
+            // A capped retry of a write while Redis is away, not a poll for state.
+            try? await Task.sleep(for: wait)
+            wait = min(wait * 2, .seconds(1))
+            remaining = failed
+        }
+    }
+}
