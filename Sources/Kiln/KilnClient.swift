@@ -87,35 +87,54 @@ public final class KilnClient: Sendable {
         }
         try await checkChosenIDs(requests, ids: ids)
         let now = String(Self.nowMs())
-        var calls: [(script: KilnScripts.Script, keys: [String], args: [String])] = []
-        var chunks: [ArraySlice<Int>] = []
+        var chunks: [(queue: String, positions: ArraySlice<Int>)] = []
         for q in queueOrder {
             let positions = byQueue[q]!
             for start in stride(from: 0, to: positions.count, by: Self.enqueueChunk) {
-                let chunk = positions[start..<min(positions.count, start + Self.enqueueChunk)]
-                var args: [String] = [keys.queuePrefix(q), q, now]
-                args.reserveCapacity(3 + chunk.count * 7)
-                for i in chunk {
-                    let r = requests[i]
-                    let kind = r.options.kind ?? options.knownKinds[r.type] ?? .io
-                    args.append(ids[i])
-                    args.append(r.type)
-                    args.append(kind.rawValue)
-                    args.append(r.payload)
-                    args.append(String(r.options.retries + 1))
-                    args.append(String(KilnDuration.milliseconds(r.options.timeout)))
-                    args.append(String(KilnDuration.milliseconds(r.options.resultTTL)))
-                }
-                calls.append((KilnScripts.enqueueMany, [keys.pending(q, .io), keys.pending(q, .cpu)], args))
-                chunks.append(chunk)
+                chunks.append((q, positions[start..<min(positions.count, start + Self.enqueueChunk)]))
             }
         }
+        func call(_ chunk: (queue: String, positions: ArraySlice<Int>)) -> (script: KilnScripts.Script, keys: [String], args: [String]) {
+            let q = chunk.queue
+            var args: [String] = [keys.queuePrefix(q), q, now]
+            args.reserveCapacity(3 + chunk.positions.count * 7)
+            for i in chunk.positions {
+                let r = requests[i]
+                let kind = r.options.kind ?? options.knownKinds[r.type] ?? .io
+                args.append(ids[i])
+                args.append(r.type)
+                args.append(kind.rawValue)
+                args.append(r.payload)
+                args.append(String(r.options.retries + 1))
+                args.append(String(KilnDuration.milliseconds(r.options.timeout)))
+                args.append(String(KilnDuration.milliseconds(r.options.resultTTL)))
+            }
+            return (KilnScripts.enqueueMany, [keys.pending(q, .io), keys.pending(q, .cpu)], args)
+        }
         // Register queues first: a registered empty queue is harmless, an unregistered job is not findable.
-        let register = [["SADD", keys.queues] + queueOrder.sorted()]
+        let register = ["SADD", keys.queues] + queueOrder.sorted()
         var tries = 0
         let replies = try await withRetry {
             tries += 1
-            let replies = try await scripts.runPipelined(calls, extra: register)
+            // Each call is queued as soon as it is built, so Redis runs one while the next is
+            // being built; every call goes behind the SADD on the same connection.
+            let sha = try await scripts.sha(KilnScripts.enqueueMany)
+            var pending: [PendingReplies] = []
+            pending.reserveCapacity(chunks.count)
+            for (n, chunk) in chunks.enumerated() {
+                let c = call(chunk)
+                let command = scripts.command(c.script, sha: sha, keys: c.keys, args: c.args)
+                pending.append(connection.submit(n == 0 ? [register, command] : [command]))
+            }
+            var replies: [RedisValue] = []
+            replies.reserveCapacity(chunks.count + 1)
+            for p in pending { replies += try await p.value() }
+            // A server without the script (restarted, SCRIPT FLUSH): load it and run those calls again.
+            for (n, chunk) in chunks.enumerated() {
+                if case .error(let e) = replies[n + 1], e.hasPrefix("NOSCRIPT") {
+                    replies[n + 1] = try await scripts.runPipelined([call(chunk)])[0]
+                }
+            }
             // "Not now" replies (LOADING after a restart, READONLY in a failover) are retried.
             for r in replies {
                 if case .error(let e) = r, RedisError.reply(e, command: "", address: "").isTransient {
@@ -124,7 +143,7 @@ public final class KilnClient: Sendable {
             }
             return replies
         }
-        for (chunk, reply) in zip(chunks, replies.dropFirst(register.count)) {
+        for (chunk, reply) in zip(chunks.map(\.positions), replies.dropFirst(1)) {
             if case .error(let e) = reply {
                 throw KilnError(.redis, "Redis at \(options.redis.address) refused to enqueue job \(chunk.first! + 1): \(e)")
             }

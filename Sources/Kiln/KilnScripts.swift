@@ -132,7 +132,8 @@ public enum KilnScripts {
     local deadline_text = {}
     local n = 0
     while n < count do
-      local ids = redis.call('RPOP', KEYS[1], count - n)
+      local want = count - n
+      local ids = redis.call('RPOP', KEYS[1], want)
       if not ids then break end
       for _, id in ipairs(ids) do
         local jk = P .. 'job:' .. id
@@ -169,6 +170,7 @@ public enum KilnScripts {
           out[#out + 1] = f[8] or ''
         end
       end
+      if #ids < want then break end  -- the list is empty now
     end
     multi('ZADD', KEYS[2], leases)
     return out

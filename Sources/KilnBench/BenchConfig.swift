@@ -62,7 +62,7 @@ struct BenchConfig: Sendable {
             redisBenchRequests: try count("BENCH_REDIS_N", 100_000, min: 20_000),
             w1Jobs: try count("BENCH_W1_JOBS", 100_000, min: 1000),
             w1SingleJobs: try count("BENCH_W1_SINGLE_JOBS", 100_000, min: 500),
-            w1Chunk: try fixed("BENCH_W1_CHUNK", 1000),
+            w1Chunk: try fixed("BENCH_W1_CHUNK", 10_000),
             w2Jobs: try count("BENCH_W2_JOBS", 100_000, min: 1000),
             w2Concurrency: w2c,
             w3Jobs: try count("BENCH_W3_JOBS", 10_000, min: 100),

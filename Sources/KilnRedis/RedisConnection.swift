@@ -62,6 +62,19 @@ public final class RedisConnection: @unchecked Sendable {
         }
     }
 
+    /// Queues commands now, behind everything queued before this call, and returns a handle to
+    /// await their replies later: a caller can build and queue the next batch while Redis works
+    /// on this one. Error replies come back as `.error` values.
+    public func submit(_ commands: [[String]]) -> PendingReplies {
+        let pending = PendingReplies()
+        if commands.isEmpty {
+            pending.complete(.success([]))
+        } else {
+            submit(commands) { pending.complete($0) }
+        }
+        return pending
+    }
+
     /// The blocking form of `pipeline`, for code on a thread of its own (never call it from a
     /// Swift concurrency task: it blocks the calling thread until the replies arrive).
     public func pipelineBlocking(_ commands: [[String]]) throws -> [RedisValue] {
@@ -157,5 +170,39 @@ extension [RedisValue] {
             if case .error(let e) = v { throw RedisError.reply(e, command: command, address: address) }
         }
         return self
+    }
+}
+
+/// Replies to commands queued with `RedisConnection.submit`, awaited later.
+public final class PendingReplies: @unchecked Sendable {
+    private let lock = NSLock()
+    // Guarded by `lock`; one of them is set, at most once each.
+    private var result: Result<[RedisValue], Error>?
+    private var waiter: CheckedContinuation<[RedisValue], Error>?
+
+    fileprivate func complete(_ r: Result<[RedisValue], Error>) {
+        lock.lock()
+        if let w = waiter {
+            waiter = nil
+            lock.unlock()
+            w.resume(with: r)
+        } else {
+            result = r
+            lock.unlock()
+        }
+    }
+
+    /// The replies, once they arrived (or the transport error). Await it once.
+    public func value() async throws -> [RedisValue] {
+        try await withCheckedThrowingContinuation { c in
+            lock.lock()
+            if let r = result {
+                lock.unlock()
+                c.resume(with: r)
+            } else {
+                waiter = c
+                lock.unlock()
+            }
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import Kiln
 import KilnRedis
 import Logging
@@ -16,7 +17,32 @@ final class FinishBatcher: Sendable {
         let queue: String
         /// id, token, outcome, result_json, error_type, error_message, retry_delay_ms, now.
         let args: [String]
-        let continuation: CheckedContinuation<String?, Never>
+        let reply: Reply
+    }
+
+    /// Where the status of one entry lands; its job's task awaits it.
+    final class Reply: Sendable {
+        private let state = Mutex<(status: String??, waiter: CheckedContinuation<String?, Never>?)>((nil, nil))
+
+        func resume(returning status: String?) {
+            let w = state.withLock { s -> CheckedContinuation<String?, Never>? in
+                s.status = .some(status)
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            w?.resume(returning: status)
+        }
+
+        func value() async -> String? {
+            await withCheckedContinuation { c in
+                let ready: String?? = state.withLock { s in
+                    if let st = s.status { return .some(st) }
+                    s.waiter = c
+                    return .none
+                }
+                if let ready { c.resume(returning: ready) }
+            }
+        }
     }
 
     private struct State {
@@ -42,34 +68,41 @@ final class FinishBatcher: Sendable {
     /// Writes one outcome; returns the status the job was left in ('stale' if the attempt no
     /// longer held the lease), or nil if Redis refused the write for good.
     func finish(queue: String, args: [String]) async -> String? {
-        await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
-            let start = state.withLock { s -> Bool in
-                s.pending.append(Entry(queue: queue, args: args, continuation: c))
-                if s.writing { return false }
-                s.writing = true
-                return true
-            }
-            if start {
-                // Unstructured on purpose: outcomes of attempts that ran must be written even if
-                // the job tasks waiting on them are cancelled (forced shutdown), so the writer
-                // must not inherit their cancellation. One writer runs at a time.
-                Task { await self.drain() }
-            }
+        let reply = Reply()
+        let writer = state.withLock { s -> Bool in
+            s.pending.append(Entry(queue: queue, args: args, reply: reply))
+            if s.writing { return false }
+            s.writing = true
+            return true
+        }
+        // The first caller while no write is in flight writes (its own outcome and whatever
+        // arrives meanwhile) on its own task: no hop to another task. Nothing in a write checks
+        // for cancellation (a stopped job's task is cancelled), and its retry pause ignores it.
+        if writer, await writeOnce() {
+            // More arrived meanwhile: a task of its own writes the rest, so this job's task is
+            // not kept busy with other jobs' outcomes (and is not cancelled with it).
+            Task { await self.drain() }
+        }
+        return await reply.value()
+    }
+
+    /// Writes what is pending as one batch; returns whether more is pending (and the caller
+    /// stays the writer) or not (and nobody is).
+    private func writeOnce() async -> Bool {
+        let batch = state.withLock { s -> [Entry] in
+            defer { s.pending.removeAll(keepingCapacity: true) }
+            return s.pending
+        }
+        await write(batch)
+        return state.withLock { s in
+            if s.pending.isEmpty { s.writing = false }
+            return s.writing
         }
     }
 
     /// Writes batches until nothing is pending.
     private func drain() async {
-        while true {
-            let batch = state.withLock { s -> [Entry] in
-                let b = s.pending
-                s.pending.removeAll(keepingCapacity: true)
-                if b.isEmpty { s.writing = false }
-                return b
-            }
-            if batch.isEmpty { return }
-            await write(batch)
-        }
+        while await writeOnce() {}
     }
 
     private func write(_ batch: [Entry]) async {
@@ -112,7 +145,7 @@ final class FinishBatcher: Sendable {
                     }
                     let statuses = reply.array.map { $0.string ?? "?" }
                     for (i, e) in item.0.entries.enumerated() {
-                        e.continuation.resume(returning: i < statuses.count ? statuses[i] : nil)
+                        e.reply.resume(returning: i < statuses.count ? statuses[i] : nil)
                     }
                 }
             } catch {
@@ -126,7 +159,7 @@ final class FinishBatcher: Sendable {
             }
             if serverErrors >= 5 {
                 logger.error("could not write \(failed.reduce(0) { $0 + $1.0.entries.count }) job outcome(s), giving up: \(lastError.map { "\($0)" } ?? "?")")
-                for item in failed { for e in item.0.entries { e.continuation.resume(returning: nil) } }
+                for item in failed { for e in item.0.entries { e.reply.resume(returning: nil) } }
                 if failingSince != nil { outage.ended(logger) }
                 return
             }
@@ -134,10 +167,19 @@ final class FinishBatcher: Sendable {
                 failingSince = .now
                 outage.began(lastError ?? RedisError(.connectionLost, "write failed"), logger)
             }
-            // A capped retry of a write while Redis is away, not a poll for state.
-            try? await Task.sleep(for: wait)
+            // A capped retry of a write while Redis is away, not a poll for state. The pause
+            // ignores cancellation: the writer may be a stopped job's (cancelled) task.
+            await Self.pause(wait)
             wait = min(wait * 2, .seconds(1))
             remaining = failed
+        }
+    }
+
+    /// Sleeps for `d` whether or not the calling task is cancelled.
+    static func pause(_ d: Duration) async {
+        let ns = d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(ns))) { c.resume() }
         }
     }
 }

@@ -98,9 +98,11 @@ public struct JobExecutor: Service {
                         await runner.run(job) { slots.release(1) }
                     }
                 }
-                if leased.isEmpty {
-                    // Idle: block until the list has an element. Rotating the list onto itself
-                    // (RIGHT to RIGHT) leaves it unchanged, so this only waits, it takes nothing.
+                if leased.count < n {
+                    // Fewer jobs than free slots: the list is (nearly) empty. Block until it has
+                    // an element (at once if it still has one) rather than fetch again right
+                    // away. Rotating the list onto itself (RIGHT to RIGHT) leaves it unchanged,
+                    // so this only waits, it takes nothing.
                     do {
                         _ = try await cancelWhenGracefulShutdown {
                             try await waiter.send(["BLMOVE", pendingKey, pendingKey, "RIGHT", "RIGHT", "5"], blockFor: .seconds(5))

@@ -79,13 +79,15 @@ struct JobRunner: Sendable {
         let started = ContinuousClock.now
         let outcome = await execute(job, handler: handler, timeout: timeout, control: control, log: log)
         let elapsed = ContinuousClock.now - started
+        // The attempt ended now, before its slot goes to the next job (records stay in order).
+        let endedAt = Self.nowMs()
         free()
         freed = true
         if case .stopped(.shutdown) = outcome {
             await release(job, to: job.kind, log: log)
             return
         }
-        let status = await write(job, outcome, log: log)
+        let status = await write(job, outcome, endedAt: endedAt, log: log)
         log.info("job finished", metadata: ["status": "\(status)", "ms": "\(KilnDuration.milliseconds(elapsed))"])
     }
 
@@ -137,7 +139,7 @@ struct JobRunner: Sendable {
 
     /// Writes the outcome with the fenced finish script, retrying while Redis is unreachable.
     @discardableResult
-    private func write(_ job: LeasedJob, _ outcome: Outcome, log: JobLog) async -> String {
+    private func write(_ job: LeasedJob, _ outcome: Outcome, endedAt: Int64? = nil, log: JobLog) async -> String {
         var resultText = ""
         var errType = ""
         var errMsg = ""
@@ -173,7 +175,7 @@ struct JobRunner: Sendable {
             return "released"
         }
         let status = await finisher.finish(queue: job.queue, args: [job.id, job.token, word, resultText, errType, errMsg, String(delay),
-                                                                  String(Self.nowMs())])
+                                                                  String(endedAt ?? Self.nowMs())])
         if status == "stale" {
             log.warning("result discarded: this attempt no longer holds the job's lease (a newer attempt owns it)")
         } else if status == "retrying" {
