@@ -77,7 +77,7 @@ struct JobRunner: Sendable {
         let timeout = Duration.milliseconds(job.timeoutMs ?? 300_000)
         log.info("job started", metadata: ["kind": "\(job.kind.rawValue)", "queue": "\(job.queue)"])
         let started = ContinuousClock.now
-        let outcome = await execute(job, handler: handler, timeout: timeout, control: control, log: log)
+        let outcome = await execute(job, handler: handler, timeout: timeout, control: control)
         let elapsed = ContinuousClock.now - started
         // The attempt ended now, before its slot goes to the next job (records stay in order).
         let endedAt = Self.nowMs()
@@ -95,7 +95,7 @@ struct JobRunner: Sendable {
     /// stop cancels this task (an I/O handler sees cancellation; a pool child is killed), and the
     /// first of handler result, timeout and stop decides the outcome. Like a task group, it
     /// returns only once the handler has returned.
-    private func execute(_ job: LeasedJob, handler: JobRegistry.Handler, timeout: Duration, control: JobControl, log: JobLog) async -> Outcome {
+    private func execute(_ job: LeasedJob, handler: JobRegistry.Handler, timeout: Duration, control: JobControl) async -> Outcome {
         let context = JobContext(id: job.id, type: job.type, queue: job.queue, attempt: job.attempt,
                                  maxAttempts: job.maxAttempts, timeout: timeout, logger: logger)
         let key = deadlines.add(control, at: ContinuousClock.now + timeout)
