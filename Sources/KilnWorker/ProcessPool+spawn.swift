@@ -132,8 +132,18 @@ extension ProcessPool {
                 close(req[1]); close(resp[0])
                 throw PoolSpawnError(call: "posix_spawn \(executable)", code: rc)
             }
+            if niceness > 0 { Self.renice(pid, by: niceness) }
             return PoolChildProcess(pid: pid, requestFD: req[1], responseFD: resp[0])
         }
+    }
+
+    /// Makes `pid` `by` nicer than this process (at most 19). Best effort: the child starts at our
+    /// priority, and a failure (e.g. a seccomp filter) only leaves it there.
+    static func renice(_ pid: pid_t, by: Int32) {
+        errno = 0
+        let own = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        let base = errno == 0 ? own : 0
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(pid), min(19, base + by))
     }
 
     private static func moveAbove4(_ fd: Int32) -> Int32 {

@@ -20,6 +20,8 @@ public final class ProcessPool: Service, Sendable {
     let environment: [String]
     let logger: Logger
     let killGrace: Duration
+    /// How much nicer than this process the children run (0–19).
+    let niceness: Int32
     /// Per slot: the pipe that wakes the slot's thread (read end, write end).
     let wakePipes: [(read: Int32, write: Int32)]
     let state: Mutex<PoolState>
@@ -31,8 +33,12 @@ public final class ProcessPool: Service, Sendable {
     ///   - size: Number of child processes (at least 1).
     ///   - executable: The program to run in child mode; by default the running executable.
     ///   - killGrace: How long a child gets to exit after SIGTERM before it gets SIGKILL.
-    public init(size: Int, executable: String = ProcessPool.currentExecutable, logger: Logger, killGrace: Duration = .seconds(2)) {
+    ///   - niceness: How much nicer than this process the children run (clamped to 0–19): with 10,
+    ///     a busy child yields the CPU to the worker's async loop (and to a Redis on the same host)
+    ///     whenever they have work, so CPU jobs do not delay I/O jobs; idle cores still go to CPU jobs.
+    public init(size: Int, executable: String = ProcessPool.currentExecutable, logger: Logger, killGrace: Duration = .seconds(2), niceness: Int = 0) {
         precondition(size >= 1, "a process pool needs at least one child")
+        self.niceness = Int32(min(19, max(0, niceness)))
         self.executable = executable
         self.environment = Self.childEnvironment()
         self.logger = logger

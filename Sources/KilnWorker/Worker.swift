@@ -38,7 +38,7 @@ public struct Worker: Sendable {
         let running = RunningJobs()
         self.running = running
         let pool = options.processes > 0
-            ? ProcessPool(size: options.processes, logger: log, killGrace: options.killGrace) : nil
+            ? ProcessPool(size: options.processes, logger: log, killGrace: options.killGrace, niceness: options.poolNiceness) : nil
         let runner = JobRunner(options: options, registry: registry, keys: keys, scripts: scripts, pool: pool, running: running,
                                deadlines: Deadlines(), logger: log)
         let leases = LeaseKeeper(options: options, keys: keys, running: running, logger: log)

@@ -43,6 +43,11 @@ public struct WorkerOptions: Sendable {
     public var maxResultBytes: Int
     /// Grace between SIGTERM and SIGKILL when a CPU job's child is stopped. Default 2 s.
     public var killGrace: Duration
+    /// How much nicer than the worker its CPU-job child processes run, 0–19 (`--pool-nice`,
+    /// `KILN_POOL_NICE`). Default 10: a busy child then yields the CPU to the worker's async loop
+    /// (and to a Redis on the same host) whenever they have work, so a CPU-bound pool does not
+    /// delay I/O jobs, while idle cores still go to CPU jobs. 0 runs them at the worker's priority.
+    public var poolNiceness: Int = 10
     /// This worker's name in records and logs (`--name`). Default `host:pid`.
     public var name: String
 
@@ -103,6 +108,7 @@ public struct WorkerOptions: Sendable {
         if processes < 0 || processes > 1024 { throw KilnError(.invalidInput, "--processes must be from 0 to 1024, got \(processes)") }
         if lease < .milliseconds(300) { throw KilnError(.invalidInput, "--lease must be at least 300ms, got \(KilnDuration.format(lease))") }
         if deadMax < 0 { throw KilnError(.invalidInput, "--dead-max must not be negative") }
+        if poolNiceness < 0 || poolNiceness > 19 { throw KilnError(.invalidInput, "--pool-nice must be from 0 to 19, got \(poolNiceness)") }
         if fetchBatch < 1 { throw KilnError(.invalidInput, "fetch batch must be at least 1") }
     }
 }

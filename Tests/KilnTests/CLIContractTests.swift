@@ -299,6 +299,7 @@ import Glibc
             (["enqueue", "noop", "--bogus"], "--bogus"),
             (["enqueue", "noop", "--cpu", "--io"], "--cpu"),
             (["frobnicate"], "frobnicate"),
+            (["worker", "--pool-nice", "20"], "--pool-nice"),
         ]
         for c in cases {
             let r = try await cli.run(c.args)

@@ -99,8 +99,8 @@ import Testing
         return path
     }
 
-    func withPool<R>(_ executable: String, _ body: (ProcessPool) async throws -> R) async throws -> R {
-        let pool = ProcessPool(size: 1, executable: executable, logger: logger, killGrace: .milliseconds(300))
+    func withPool<R>(_ executable: String, niceness: Int = 0, _ body: (ProcessPool) async throws -> R) async throws -> R {
+        let pool = ProcessPool(size: 1, executable: executable, logger: logger, killGrace: .milliseconds(300), niceness: niceness)
         let run = Task { try await pool.run() }
         defer { run.cancel() }
         let result = try await body(pool)
@@ -129,6 +129,26 @@ import Testing
         #expect(env.contains("KILN_POOL_CHILD=1"))
         #expect(env.contains("KILN_POOL_PARENT=\(getpid())"))
         #expect(!env.contains { $0.hasPrefix("KILN_TEST_SECRET") || $0.hasPrefix("REDIS_TEST_URL") })
+    }
+
+    /// The nice value (field 19 of /proc/PID/stat, after the parenthesised command name).
+    func niceValue(_ pid: pid_t) throws -> Int? {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 16 ? Int(fields[16]) : nil
+    }
+
+    @Test func childrenRunNicerThanTheWorker() async throws {
+        let child = try script("exec sleep 30")
+        defer { try? FileManager.default.removeItem(atPath: child) }
+        let own = try #require(try niceValue(getpid()))
+        let seen = try await withPool(child, niceness: 7) { pool -> Int? in
+            try await eventually("the pool did not start its child") { !pool.childPIDs().isEmpty }
+            let pid = try #require(pool.childPIDs().first)
+            return try niceValue(pid)
+        }
+        #expect(seen == min(19, own + 7))
     }
 
     @Test func childCrashIsReportedAndRespawned() async throws {
