@@ -36,8 +36,9 @@ public struct WorkerOptions: Sendable {
     /// Dead-lettered jobs older than this are deleted (their records also expire with their
     /// result TTL, whichever comes first). Default 7 days.
     public var deadMaxAge: Duration
-    /// Most jobs one fetch call takes (bounded by free slots). Default 256: a fetch of 256 jobs
-    /// runs for about 2-3 ms in Redis.
+    /// Most jobs one fetch call takes, 1–10,000 (bounded by free slots; `--fetch-batch`,
+    /// `KILN_FETCH_BATCH`). Default 256: a fetch of 256 jobs runs for about 2-3 ms in Redis, which
+    /// serves nobody else meanwhile; a larger batch saves little and blocks Redis for longer.
     public var fetchBatch: Int
     /// Largest result stored, in bytes; a larger one fails the job (`result_too_large`). Default 1 MiB.
     public var maxResultBytes: Int
@@ -109,6 +110,6 @@ public struct WorkerOptions: Sendable {
         if lease < .milliseconds(300) { throw KilnError(.invalidInput, "--lease must be at least 300ms, got \(KilnDuration.format(lease))") }
         if deadMax < 0 { throw KilnError(.invalidInput, "--dead-max must not be negative") }
         if poolNiceness < 0 || poolNiceness > 19 { throw KilnError(.invalidInput, "--pool-nice must be from 0 to 19, got \(poolNiceness)") }
-        if fetchBatch < 1 { throw KilnError(.invalidInput, "fetch batch must be at least 1") }
+        if fetchBatch < 1 || fetchBatch > 10_000 { throw KilnError(.invalidInput, "--fetch-batch must be from 1 to 10000, got \(fetchBatch)") }
     }
 }

@@ -15,6 +15,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Queues to serve, comma-separated; each gets its own fetch loop, sharing the slots (also $KILN_QUEUES). Default: default.") var queues: String?
     @Option(help: "I/O jobs run at once on the async loop (also $KILN_CONCURRENCY). Default: 256.") var concurrency: Int?
     @Option(help: "Child processes for CPU jobs (also $KILN_PROCESSES). Default: number of cores; 0 = no CPU jobs.") var processes: Int?
+    @Option(name: .customLong("fetch-batch"), help: "Most jobs one fetch takes from Redis, 1-10000, bounded by free slots (also $KILN_FETCH_BATCH). Default: 256.") var fetchBatch: Int?
     @Option(name: .customLong("pool-nice"), help: "How much nicer than the worker the CPU-job processes run, 0-19, so CPU work does not delay I/O jobs (also $KILN_POOL_NICE). Default: 10.") var poolNice: Int?
     @Option(help: ArgumentHelp("Lease per job, renewed every third of it.", valueName: "duration")) var lease: DurationArgument = .init(.seconds(30))
     @Option(name: .customLong("shutdown-grace"), help: ArgumentHelp("On SIGTERM, how long running jobs may finish before they are handed back.", valueName: "duration"))
@@ -53,6 +54,7 @@ struct WorkerCommand: AsyncParsableCommand {
         if let n = try number(concurrency, "KILN_CONCURRENCY") { options.concurrency = n }
         if let n = try number(processes, "KILN_PROCESSES") { options.processes = n }
         if let n = try number(poolNice, "KILN_POOL_NICE") { options.poolNiceness = n }
+        if let n = try number(fetchBatch, "KILN_FETCH_BATCH") { options.fetchBatch = n }
         if let name { options.name = name }
         let logger = Logger(label: "kiln.worker")
         if connection.redis.map({ (try? RedisConfiguration(url: $0))?.password != nil }) == true {

@@ -300,6 +300,7 @@ import Glibc
             (["enqueue", "noop", "--cpu", "--io"], "--cpu"),
             (["frobnicate"], "frobnicate"),
             (["worker", "--pool-nice", "20"], "--pool-nice"),
+            (["worker", "--fetch-batch", "0"], "--fetch-batch"),
         ]
         for c in cases {
             let r = try await cli.run(c.args)
