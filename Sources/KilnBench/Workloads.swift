@@ -295,7 +295,10 @@ struct Workloads {
         var n = max(1_000_000, Int(Double(probeN) * config.w5JobSeconds * 1000 / Double(probeMs)))
         let singleMs = try await runMs(client, n)
         n = max(1_000_000, Int(Double(n) * config.w5JobSeconds * 1000 / Double(singleMs)))
-        let oneMs = try await runMs(client, n)
+        // One job's time alone: the better of two runs, so that a slow moment on a shared machine
+        // does not inflate the speed-up (a single run once gave 1179 ms against 1030 ms per job
+        // in the parallel batch, and so a speed-up above 2 on 2 cores).
+        let oneMs = min(try await runMs(client, n), try await runMs(client, n))
 
         // Baseline: the same sleeps with the pool idle.
         let baseIDs = try await client.enqueueBatch((0..<config.w5Sleeps).map { _ in EnqueueRequest(type: "sleep", payload: "{\"ms\":10}") })
