@@ -143,7 +143,7 @@ public final class KilnClient: Sendable {
             }
             return replies
         }
-        for (chunk, reply) in zip(chunks.map(\.positions), replies.dropFirst(1)) {
+        for ((queue, chunk), reply) in zip(chunks, replies.dropFirst(1)) {
             if case .error(let e) = reply {
                 throw KilnError(.redis, "Redis at \(options.redis.address) refused to enqueue job \(chunk.first! + 1): \(e)")
             }
@@ -152,9 +152,10 @@ public final class KilnClient: Sendable {
                 throw KilnError(.protocolViolation, "unexpected reply to enqueue: \(reply)")
             }
             if r[0] == 0 { continue }
-            // Every id of the call exists and none was chosen by the caller: our own earlier try
-            // wrote them all (the call is atomic) before the connection dropped.
-            if tries > 1, r[1] == chunk.count, chunk.allSatisfy({ requests[$0].options.id == nil }) { continue }
+            // After a dropped connection, every id of the call may exist because our own earlier
+            // try wrote them all (the call is atomic) before the reply was lost.
+            if tries > 1, r[1] == chunk.count,
+               try await writtenByEarlierTry(chunk, of: requests, ids: ids, queue: queue, now: now) { continue }
             let i = chunk[chunk.startIndex + r[0] - 1]
             let position = requests.count > 1 ? "job \(i + 1): " : ""
             throw KilnError(.duplicateJob, "\(position)a job with id '\(ids[i])' already exists in queue '\(requests[i].options.queue)'")
