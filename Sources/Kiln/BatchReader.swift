@@ -15,10 +15,16 @@ public enum BatchReader {
             data = d
         }
         var out: [EnqueueRequest] = []
-        for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let text = line.trimmingCharacters(in: .whitespacesAndNewlines)
-            if text.isEmpty { continue }
+        // Lines are split on the byte 0x0A, not on Characters: "\r\n" is one Character, so a
+        // CRLF file would otherwise be one long line. A trailing CR, and a BOM at the start of
+        // the file, are dropped; every line must be UTF-8 (never replaced with U+FFFD).
+        var bytes = data[...]
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }
+        for (n, raw) in bytes.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
+            let line = raw.last == 0x0D ? raw.dropLast() : raw
             do {
+                let text = try SafeText.utf8(line, what: "the line").trimmingCharacters(in: .whitespaces)
+                if text.isEmpty { continue }
                 out.append(try parse(text, defaults: defaults, limit: limit))
             } catch let e as KilnError {
                 throw KilnError(e.code, "batch line \(n + 1): \(e.message)")
@@ -31,8 +37,11 @@ public enum BatchReader {
         if text.utf8.count > limit + 64 * 1024 {
             throw KilnError(.tooLarge, "line is \(text.utf8.count) bytes, over the payload limit of \(limit) bytes")
         }
+        // A lone surrogate must not reach the decoder, which could replace it with U+FFFD.
+        if JSONText.loneSurrogate(in: text) != nil { try JSONText.validate(text, what: "the line") }
         // JSONDecoder tells numbers from booleans (JSONSerialization's NSNumbers do not).
         guard case .object(let obj)? = try? JSONText.decode(JSONValue.self, from: text) else {
+            try JSONText.validate(text, what: "the line")  // throws the reason it is not JSON
             throw KilnError(.invalidInput, "not a JSON object")
         }
         let allowed: Set<String> = ["type", "payload", "queue", "timeout", "retries", "result_ttl", "kind", "id"]
@@ -48,7 +57,9 @@ public enum BatchReader {
         if let t = obj["timeout"] { options.timeout = try duration(t, "timeout") }
         if let t = obj["result_ttl"] { options.resultTTL = try duration(t, "result_ttl") }
         if let r = obj["retries"] {
-            guard case .number(let n) = r, n == n.rounded(), abs(n) < 1e6 else { throw KilnError(.invalidInput, "'retries' must be a whole number") }
+            guard case .number(let n) = r, n == n.rounded(), abs(n) < 1e6 else {
+                throw KilnError(.invalidInput, "'retries' must be a whole number from 0 to \(JobLimits.maxRetries)")
+            }
             options.retries = Int(n)
         }
         if let k = obj["kind"] {
@@ -60,13 +71,17 @@ public enum BatchReader {
             options.id = i
         }
         let payload = try obj["payload"].map { try JSONText.encode($0) } ?? "null"
-        return EnqueueRequest(type: type, payload: payload, options: options)
+        let request = EnqueueRequest(type: type, payload: payload, options: options)
+        // Everything the client checks, checked here too, so the error names the line.
+        try request.check(maxPayloadBytes: limit)
+        return request
     }
 
     /// A timeout field: a duration string ("30s") or a number of seconds.
     public static func duration(_ v: JSONValue, _ name: String) throws -> Duration {
         switch v {
-        case .string(let s): return try KilnDuration.parse(s)
+        case .string(let s):
+            do { return try KilnDuration.parse(s) } catch let e as KilnError { throw KilnError(e.code, "'\(name)': \(e.message)") }
         case .number(let n) where n > 0 && n < 1e9: return .milliseconds(Int64(n * 1000))
         default: throw KilnError(.invalidInput, "'\(name)' must be a duration such as \"30s\" or a number of seconds")
         }

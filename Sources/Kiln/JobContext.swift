@@ -38,8 +38,10 @@ private final class LoggerBox: Sendable {
             if let made = s.made { return made }
             var l = s.base
             var meta = l.handler.metadata
-            meta["job.id"] = .string(id)
-            meta["job.type"] = .string(type)
+            // Another producer may have written control characters into either: escaped, so a
+            // log line stays one line without terminal sequences.
+            meta["job.id"] = .string(SafeText.escaped(id))
+            meta["job.type"] = .string(SafeText.escaped(type))
             meta["attempt"] = .string(String(attempt))
             l.handler.metadata = meta
             s.made = l

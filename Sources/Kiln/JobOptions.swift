@@ -81,3 +81,41 @@ public struct EnqueueRequest: Sendable {
         self.options = options
     }
 }
+
+extension EnqueueRequest {
+    /// Checks the request against Kiln's limits (`JobLimits`), before anything is written.
+    /// Throws `KilnError(.invalidInput)` or `.tooLarge` with one sentence naming the problem;
+    /// text from the request is echoed with control characters escaped.
+    public func check(maxPayloadBytes: Int) throws {
+        if type.isEmpty || type.utf8.count > JobLimits.maxTypeBytes || type.contains(where: { $0.isWhitespace }) {
+            throw KilnError(.invalidInput, "invalid job type '\(SafeText.escaped(String(type.prefix(40))))': use 1-200 characters without spaces")
+        }
+        if let c = SafeText.firstControl(in: type) {
+            throw KilnError(.invalidInput, "invalid job type '\(SafeText.escaped(String(type.prefix(40))))': control character U+\(String(format: "%04X", c.value)) is not allowed")
+        }
+        try KeySchema.checkQueueName(options.queue)
+        if let id = options.id, !JobID.isValid(id) {
+            throw KilnError(.invalidInput, "invalid job id '\(SafeText.escaped(String(id.prefix(40))))': use 1-128 printable characters without spaces, braces or colons")
+        }
+        let size = payload.utf8.count
+        if size > maxPayloadBytes {
+            throw KilnError(.tooLarge, "payload is \(size) bytes, over the limit of \(maxPayloadBytes) bytes")
+        }
+        try JSONText.validate(payload)
+        let longest = Duration.milliseconds(JobLimits.maxDurationMs)
+        if options.timeout <= .zero || options.timeout > longest {
+            throw KilnError(.invalidInput, "timeout must be more than 0 and at most 10 years, got \(Self.describe(options.timeout))")
+        }
+        if options.retries < 0 || options.retries > JobLimits.maxRetries {
+            throw KilnError(.invalidInput, "retries must be from 0 to \(JobLimits.maxRetries), got \(options.retries)")
+        }
+        if options.resultTTL < .milliseconds(1) || options.resultTTL > longest {
+            throw KilnError(.invalidInput, "result TTL must be at least 1ms and at most 10 years, got \(Self.describe(options.resultTTL))")
+        }
+    }
+
+    private static func describe(_ d: Duration) -> String {
+        if d == .zero { return "0" }
+        return d < .zero || d > .milliseconds(JobLimits.maxDurationMs) ? "\(d)" : KilnDuration.format(d)
+    }
+}

@@ -72,7 +72,11 @@ public struct JobRecord: Sendable, Equatable {
         func num(_ v: Int64?) -> String { v.map(String.init) ?? "null" }
         func raw(_ v: String?) -> String {
             guard let v else { return "null" }
-            return JSONText.isValid(v) ? v : JSONText.quote(v)
+            guard JSONText.isValid(v) else { return JSONText.quote(v) }
+            // Raw CR and LF can only be whitespace between tokens in valid JSON: make them
+            // spaces, so the record stays one line.
+            guard v.utf8.contains(where: { $0 == 0x0A || $0 == 0x0D }) else { return v }
+            return String(String.UnicodeScalarView(v.unicodeScalars.map { $0 == "\n" || $0 == "\r" ? " " : $0 }))
         }
         let err = error.map { "{\"type\":\(JSONText.quote($0.type)),\"message\":\(JSONText.quote($0.message))}" } ?? "null"
         var parts: [String] = []

@@ -25,6 +25,13 @@ public struct KeySchema: Sendable, Hashable {
             && name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "-_.".unicodeScalars.contains($0) }
     }
 
+    /// Throws `KilnError(.invalidInput)` unless `name` is a valid queue name.
+    public static func checkQueueName(_ name: String) throws {
+        guard isValidQueueName(name) else {
+            throw KilnError(.invalidInput, "invalid queue name '\(SafeText.escaped(String(name.prefix(40))))': use 1-100 letters, digits, '-', '_' or '.'")
+        }
+    }
+
     /// Whether `prefix` can be a key prefix: 1–64 printable characters without braces, spaces or a trailing colon.
     public static func isValidPrefix(_ prefix: String) -> Bool {
         !prefix.isEmpty && prefix.utf8.count <= 64 && !prefix.hasSuffix(":")

@@ -5,7 +5,10 @@ extension KilnClient {
     public func deadJobs(queue: String? = nil, limit: Int = 1000) async throws -> [JobRecord] {
         try await withRetry {
             let queues: [String]
-            if let queue { queues = [queue] } else {
+            if let queue {
+                try KeySchema.checkQueueName(queue)
+                queues = [queue]
+            } else {
                 queues = try await connection.send(["SMEMBERS", keys.queues]).array.compactMap(\.string).sorted()
             }
             var out: [JobRecord] = []

@@ -28,16 +28,27 @@ extension KilnClient {
         let jobKey = keys.job(q, id)
         do {
             return try await waiters.withConnection { conn in
-                var failures = 0
+                // Like a worker, a waiter rides out Redis going away (a restart, a dropped
+                // connection): it reconnects and keeps waiting until its own deadline, whatever
+                // the retry policy says about single commands.
+                var failingSince: ContinuousClock.Instant?
+                var pause = Duration.milliseconds(50)
                 while true {
                     do {
                         if let rec = try await waitStep(conn, id: id, queue: q, jobKey: jobKey, doneKey: doneKey, deadline: deadline, timeout: timeout) {
                             return rec
                         }
-                        failures = 0
-                    } catch let e as RedisError where e.isTransient && failures + 1 < options.retry.attempts {
-                        failures += 1
-                        try await Task.sleep(for: options.retry.backoff * failures)
+                        failingSince = nil
+                        pause = .milliseconds(50)
+                    } catch let e as RedisError where e.isTransient {
+                        let now = ContinuousClock.now
+                        if failingSince == nil { failingSince = now }
+                        if now >= deadline {
+                            throw KilnError(.redis, "job \(id) has not been seen finished after \(KilnDuration.format(timeout)): Redis has been unreachable for the last \(KilnDuration.format(now - failingSince!)) (\(e.message))")
+                        }
+                        // A capped pause before reconnecting, never past the deadline.
+                        try await Task.sleep(for: min(pause, deadline - now))
+                        pause = min(pause * 2, .seconds(1))
                     }
                 }
             }

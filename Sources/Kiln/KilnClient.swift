@@ -185,29 +185,7 @@ public final class KilnClient: Sendable {
 
     /// Checks one request against the limits; throws `KilnError(.invalidInput/.tooLarge)`.
     public func validate(_ r: EnqueueRequest) throws {
-        if r.type.isEmpty || r.type.utf8.count > 200 || r.type.contains(where: { $0.isWhitespace }) {
-            throw KilnError(.invalidInput, "invalid job type '\(r.type.prefix(40))': use 1-200 characters without spaces")
-        }
-        guard KeySchema.isValidQueueName(r.options.queue) else {
-            throw KilnError(.invalidInput, "invalid queue name '\(r.options.queue.prefix(40))': use 1-100 letters, digits, '-', '_' or '.'")
-        }
-        if let id = r.options.id, !JobID.isValid(id) {
-            throw KilnError(.invalidInput, "invalid job id '\(id.prefix(40))': use 1-128 printable characters without spaces, braces or colons")
-        }
-        let size = r.payload.utf8.count
-        if size > options.maxPayloadBytes {
-            throw KilnError(.tooLarge, "payload is \(size) bytes, over the limit of \(options.maxPayloadBytes) bytes")
-        }
-        try JSONText.validate(r.payload)
-        if r.options.timeout <= .zero {
-            throw KilnError(.invalidInput, "timeout must be greater than zero")
-        }
-        if r.options.retries < 0 || r.options.retries > 1000 {
-            throw KilnError(.invalidInput, "retries must be between 0 and 1000, got \(r.options.retries)")
-        }
-        if r.options.resultTTL < .milliseconds(1) {
-            throw KilnError(.invalidInput, "result TTL must be at least 1ms")
-        }
+        try r.check(maxPayloadBytes: options.maxPayloadBytes)
     }
 
     /// Runs `body`, retrying network failures as the retry policy says; wraps Redis errors.
@@ -233,8 +211,9 @@ public final class KilnClient: Sendable {
     /// Throws `KilnError(.noSuchJob)`.
     public func locate(_ id: String, queue: String? = nil) async throws -> (queue: String, record: JobRecord) {
         guard JobID.isValid(id) else {
-            throw KilnError(.invalidInput, "invalid job id '\(id.prefix(40))'")
+            throw KilnError(.invalidInput, "invalid job id '\(SafeText.escaped(String(id.prefix(40))))': use 1-128 printable characters without spaces, braces or colons")
         }
+        if let queue { try KeySchema.checkQueueName(queue) }
         let found: (String, JobRecord)? = try await withRetry {
             let candidates: [String]
             if let queue { candidates = [queue] } else {

@@ -14,11 +14,18 @@ public enum KilnDuration {
             scale = s
             break
         }
-        guard !number.isEmpty, number.allSatisfy({ $0.isNumber || $0 == "." }),
+        let shown = SafeText.escaped(String(text.prefix(40)))
+        if t.hasPrefix("-") {
+            throw KilnError(.invalidInput, "invalid duration '\(shown)': it must not be negative")
+        }
+        guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
               number.filter({ $0 == "." }).count <= 1,
-              let value = Double(number), value.isFinite, value >= 0, value * scale <= 10 * 365 * 86400
+              let value = Double(number), value.isFinite, value >= 0
         else {
-            throw KilnError(.invalidInput, "invalid duration '\(text.prefix(40))': use a number with ms, s, m or h (e.g. 250ms, 30s, 5m, 1h) or plain seconds")
+            throw KilnError(.invalidInput, "invalid duration '\(shown)': use a number with ms, s, m or h (e.g. 250ms, 30s, 5m, 1h) or plain seconds")
+        }
+        guard value * scale <= 10 * 365 * 86400 else {
+            throw KilnError(.invalidInput, "invalid duration '\(shown)': it must be at most 10 years (87600h)")
         }
         return .milliseconds(Int64((value * scale * 1000).rounded()))
     }

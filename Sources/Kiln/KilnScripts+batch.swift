@@ -9,6 +9,8 @@ extension KilnScripts {
     local P, queue, now = ARGV[1], ARGV[2], ARGV[3]
     local first, existing = 0, 0
     for i = 4, #ARGV, 7 do
+      local problem = bad_enqueue(ARGV[i + 1], ARGV[i + 2], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6])
+      if problem then return redis.error_reply('ERR kiln enqueue_many: job ' .. ((i - 4) / 7 + 1) .. ': ' .. problem) end
       if redis.call('EXISTS', P .. 'job:' .. ARGV[i]) == 1 then
         existing = existing + 1
         if first == 0 then first = (i - 4) / 7 + 1 end

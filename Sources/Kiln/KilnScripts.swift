@@ -10,6 +10,29 @@ public enum KilnScripts {
     /// Shared helpers prepended to every script.
     static let prelude = """
     -- kiln scripts v\(version)
+    -- Longest timeout_ms and result_ttl_ms (10 years); most max_attempts; most attempts and token.
+    local MAX_MS, MAX_ATTEMPTS, MAX_COUNT = 315360000000, 1001, 9999999999999
+    -- The number in `s` if it is a whole number in canonical form (what Redis's own integer
+    -- parsing takes: no '+', no leading zeros, at most 15 digits, exact in Lua) in lo..hi, else nil.
+    local function whole(s, lo, hi)
+      if type(s) ~= 'string' or #s > 16 or not (s == '0' or string.find(s, '^%-?[1-9]%d*$')) then return nil end
+      local n = tonumber(s)
+      if n < lo or n > hi then return nil end
+      return n
+    end
+    -- What is wrong with the numbers of a record, or nil. Every script that reads them calls this
+    -- before its first write (Lua does not roll back): a missing field takes its default, a field
+    -- that is present must be in range. timeout_ms may be nil (the worker checks it is there).
+    local function check(name, v, lo, hi)
+      if v and not whole(v, lo, hi) then
+        return "malformed envelope: '" .. name .. "' is '" .. string.sub(v, 1, 30) .. "', expected a whole number from " .. lo .. ' to ' .. string.format('%d', hi)
+      end
+    end
+    local function bad_numbers(attempts, max, timeout, ttl, token)
+      return check('attempts', attempts, 0, MAX_COUNT) or check('max_attempts', max, 1, MAX_ATTEMPTS)
+        or check('timeout_ms', timeout, 1, MAX_MS) or check('result_ttl_ms', ttl, 1, MAX_MS)
+        or check('token', token, 0, MAX_COUNT)
+    end
     -- Marks a job final: one HSET, its TTL, and its done list (RPUSH + TTL) for waiters.
     -- `ttl` is the job's result_ttl_ms if the caller already read it (saves an HGET).
     local function finalize(P, id, status, now, etype, emsg, ttl, result)
@@ -22,8 +45,10 @@ public enum KilnScripts {
         redis.call('HSET', jk, 'status', status, 'finished_at', now)
       end
       -- TTLs stay strings: turning a Lua number back into text costs more than the command.
+      -- Callers validate result_ttl_ms before they write; anything else left here (missing, or
+      -- a record changed behind their back) gets the default, so PEXPIRE can never fail.
       if type(ttl) ~= 'string' then ttl = ttl and tostring(ttl) or redis.call('HGET', jk, 'result_ttl_ms') end
-      if not ttl or not string.find(ttl, '^[1-9]%d*$') then ttl = (tonumber(ttl) or 86400000) >= 1 and '86400000' or '1' end
+      if not whole(ttl, 1, MAX_MS) then ttl = '86400000' end
       redis.call('PEXPIRE', jk, ttl)
       local dk = P .. 'done:' .. id
       redis.call('RPUSH', dk, status)
@@ -47,6 +72,12 @@ public enum KilnScripts {
       local jk = P .. 'job:' .. id
       local f = redis.call('HMGET', jk, 'token', 'status', 'cancel_requested', 'attempts', 'max_attempts', 'result_ttl_ms')
       if f[1] ~= token or f[2] ~= 'running' then return 'stale' end
+      -- Changed behind the worker's back since fetch checked it: end it, never half-write it.
+      local problem = bad_numbers(f[4], f[5], nil, f[6])
+      if problem then
+        finalize(P, id, 'failed', now, 'malformed_envelope', problem, '86400000')
+        return 'failed'
+      end
       if outcome == 'succeeded' then
         -- An earlier attempt (or a reclaim) may have left an error behind.
         if f[4] and f[4] ~= '1' then redis.call('HDEL', jk, 'error_type', 'error_message', 'retry_at') end
@@ -70,6 +101,14 @@ public enum KilnScripts {
       end
       return final_failure(P, id, now, etype, emsg, dead_key, f[5] or 1, f[6])
     end
+    -- What is wrong with an enqueue's arguments, or nil: checked before anything is written.
+    local function bad_enqueue(jtype, kind, max, timeout, ttl)
+      if type(jtype) ~= 'string' or jtype == '' then return 'type is empty' end
+      if kind ~= 'io' and kind ~= 'cpu' then return "kind must be io or cpu" end
+      if not timeout then return 'timeout_ms is missing' end
+      local problem = bad_numbers(nil, max or '', timeout, ttl or '')
+      return problem and string.gsub(problem, '^malformed envelope: ', '')
+    end
     -- ZADD/ZREM/LPUSH with many members, in chunks (Lua's unpack has a stack limit).
     local function multi(cmd, key, items)
       for i = 1, #items, 4000 do
@@ -82,6 +121,8 @@ public enum KilnScripts {
     /// KEYS: job hash, pending list of its kind. ARGV: id, type, queue, kind, payload,
     /// max_attempts, timeout_ms, result_ttl_ms, now. Returns 1, or 0 if the id already exists.
     public static let enqueue = Script(name: "enqueue", body: """
+    local problem = bad_enqueue(ARGV[2], ARGV[4], ARGV[6], ARGV[7], ARGV[8])
+    if problem then return redis.error_reply('ERR kiln enqueue: ' .. problem) end
     if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
     redis.call('HSET', KEYS[1], 'id', ARGV[1], 'type', ARGV[2], 'queue', ARGV[3], 'kind', ARGV[4],
       'payload', ARGV[5], 'status', 'queued', 'attempts', 0, 'max_attempts', ARGV[6],
@@ -117,6 +158,9 @@ public enum KilnScripts {
           finalize(P, id, 'failed', now_text, 'malformed_envelope', 'the id ' .. id .. ' was on the queue but has no job record', '86400000')
         elseif f[2] == '1' and (st == 'queued' or not st) then
           finalize(P, id, 'cancelled', now_text, 'cancelled', 'cancelled before it ran', f[11])
+        elseif (st == 'queued' or not st) and bad_numbers(f[9], f[6], f[7], f[11], f[10]) then
+          -- Never leased: it could not be finished without a failing write later.
+          finalize(P, id, 'failed', now_text, 'malformed_envelope', bad_numbers(f[9], f[6], f[7], f[11], f[10]), '86400000')
         elseif st == 'queued' or not st then
           local attempts = tostring((tonumber(f[9]) or 0) + 1)
           local token = tostring((tonumber(f[10]) or 0) + 1)
@@ -225,11 +269,14 @@ public enum KilnScripts {
     for _, id in ipairs(expired) do
       redis.call('ZREM', KEYS[1], id)
       local jk = P .. 'job:' .. id
-      local f = redis.call('HMGET', jk, 'status', 'cancel_requested', 'attempts', 'max_attempts', 'kind')
+      local f = redis.call('HMGET', jk, 'status', 'cancel_requested', 'attempts', 'max_attempts', 'kind', 'result_ttl_ms')
       if f[1] == 'running' then
         reclaimed = reclaimed + 1
         local msg = 'the worker running attempt ' .. (f[3] or '?') .. ' stopped renewing its lease (it crashed, was killed or lost Redis)'
-        if f[2] == '1' then
+        local problem = bad_numbers(f[3], f[4], nil, f[6])
+        if problem then
+          finalize(P, id, 'failed', now, 'malformed_envelope', problem, '86400000')
+        elseif f[2] == '1' then
           finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled; ' .. msg)
         elseif (tonumber(f[3]) or 0) >= (tonumber(f[4]) or 1) then
           final_failure(P, id, now, 'worker_lost', msg, KEYS[5])
@@ -309,15 +356,20 @@ public enum KilnScripts {
     public static let release = Script(name: "release", body: """
     local P, id, token, kind, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
     local jk = P .. 'job:' .. id
-    local f = redis.call('HMGET', jk, 'token', 'status', 'cancel_requested')
+    local f = redis.call('HMGET', jk, 'token', 'status', 'cancel_requested', 'attempts', 'max_attempts', 'result_ttl_ms')
     if f[1] ~= token or f[2] ~= 'running' then return 'stale' end
+    local problem = bad_numbers(f[4], f[5], nil, f[6])
     redis.call('ZREM', KEYS[1], id)
+    if problem then
+      finalize(P, id, 'failed', now, 'malformed_envelope', problem, '86400000')
+      return 'failed'
+    end
     if f[3] == '1' then
-      finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled while running')
+      finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled while running', f[6])
       return 'cancelled'
     end
-    redis.call('HINCRBY', jk, 'attempts', -1)
-    redis.call('HSET', jk, 'status', 'queued', 'kind', kind)
+    local attempts = (tonumber(f[4]) or 1) - 1
+    redis.call('HSET', jk, 'status', 'queued', 'kind', kind, 'attempts', attempts < 0 and 0 or attempts)
     redis.call('HDEL', jk, 'started_at', 'worker')
     redis.call('RPUSH', KEYS[2], id)
     return 'released'

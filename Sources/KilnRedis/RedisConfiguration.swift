@@ -54,8 +54,8 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
                     guard kv.count == 2 else { continue }
                     switch kv[0] {
                     case "db": database = try Self.parseDB(String(kv[1]))
-                    case "password": password = String(kv[1]).removingPercentEncoding ?? String(kv[1])
-                    case "user", "username": username = String(kv[1]).removingPercentEncoding ?? String(kv[1])
+                    case "password": password = try Self.unescape(String(kv[1]), "password")
+                    case "user", "username": username = try Self.unescape(String(kv[1]), "user name")
                     default:
                         throw RedisError(.invalidURL, "invalid Redis URL: unknown query parameter '\(kv[0])' (expected db)")
                     }
@@ -75,11 +75,11 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
             if let colon = userinfo.firstIndex(of: ":") {
                 let user = String(userinfo[..<colon])
                 let pass = String(userinfo[userinfo.index(after: colon)...])
-                username = user.isEmpty ? nil : (user.removingPercentEncoding ?? user)
-                password = pass.removingPercentEncoding ?? pass
+                username = user.isEmpty ? nil : try Self.unescape(user, "user name")
+                password = try Self.unescape(pass, "password")
             } else if !userinfo.isEmpty {
                 // redis://password@host is a common shorthand for a password without a user.
-                password = String(userinfo).removingPercentEncoding ?? String(userinfo)
+                password = try Self.unescape(String(userinfo), "password")
             }
         }
         var hostPort = rest
@@ -105,6 +105,17 @@ public struct RedisConfiguration: Sendable, CustomStringConvertible {
             throw RedisError(.invalidURL, "invalid Redis URL: no host given (expected redis://host[:port][/db])")
         }
         endpoint = .tcp(host: host, port: port)
+    }
+
+    /// Decodes the percent-escapes of the user name or password. A `%` not followed by two hex
+    /// digits (or escapes that are not UTF-8) is a bad URL, not a wrong password; the text itself
+    /// is never echoed.
+    private static func unescape(_ s: String, _ what: String) throws -> String {
+        guard s.contains("%") else { return s }
+        guard let decoded = s.removingPercentEncoding else {
+            throw RedisError(.invalidURL, "invalid Redis URL: the \(what) has a bad percent-escape (write a '%' as %25; every '%' must be followed by two hex digits)")
+        }
+        return decoded
     }
 
     private static func parsePort(_ s: String) throws -> Int {

@@ -55,12 +55,12 @@ struct JobRunner: Sendable {
         defer { running.remove(queue: job.queue, id: job.id) }
 
         if let problem = job.envelopeProblem {
-            log.warning("job rejected: \(problem)")
+            log.warning("job rejected: \(SafeText.escaped(problem))")
             await write(job, .failed(type: "malformed_envelope", message: problem, retryable: false), log: log)
             return
         }
         guard let handler = registry.handler(for: job.type) else {
-            let msg = "no handler registered for job type '\(job.type)' on worker \(options.name)"
+            let msg = "no handler registered for job type '\(SafeText.escaped(job.type))' on worker \(options.name)"
             log.warning("job rejected: \(msg)")
             await write(job, .failed(type: "unknown_type", message: msg, retryable: false), log: log)
             return
@@ -179,7 +179,7 @@ struct JobRunner: Sendable {
         if status == "stale" {
             log.warning("result discarded: this attempt no longer holds the job's lease (a newer attempt owns it)")
         } else if status == "retrying" {
-            log.info("job will retry", metadata: ["error": "\(errMsg)", "delay_ms": "\(delay)"])
+            log.info("job will retry", metadata: ["error": "\(SafeText.escaped(errMsg))", "delay_ms": "\(delay)"])
         }
         return status ?? "unwritten"
     }
@@ -255,7 +255,13 @@ final class WriteOutage: Sendable {
             if s.since == nil { s.since = .now; return true }
             return false
         }
-        if first { log.warning("cannot write job outcomes, retrying until Redis is back: \(error)") }
+        guard first else { return }
+        if let e = error as? RedisError, !e.isTransient {
+            // An error reply is not an outage: say what Redis answered.
+            log.warning("Redis refused to write job outcomes, trying again a few times: \(e)")
+        } else {
+            log.warning("cannot write job outcomes, retrying until Redis is back: \(error)")
+        }
     }
 
     func ended(_ log: Logger) {
@@ -277,8 +283,8 @@ struct JobLog: Sendable {
 
     private func meta(_ extra: Logger.Metadata) -> Logger.Metadata {
         var m = extra
-        m["job.id"] = .string(job.id)
-        m["job.type"] = .string(job.type)
+        m["job.id"] = .string(SafeText.escaped(job.id))
+        m["job.type"] = .string(SafeText.escaped(job.type))
         m["attempt"] = .string(String(job.attempt))
         return m
     }

@@ -37,9 +37,10 @@ struct LeasedJob: Sendable {
     /// What is wrong with the envelope, if anything: a job that can never run.
     var envelopeProblem: String? {
         if type.isEmpty { return "malformed envelope: the record has no 'type' field" }
-        if let badKind { return "malformed envelope: 'kind' is '\(badKind.prefix(20))', expected io or cpu" }
+        if let badKind { return "malformed envelope: 'kind' is '\(SafeText.escaped(String(badKind.prefix(20))))', expected io or cpu" }
         guard let t = timeoutMs else { return "malformed envelope: 'timeout_ms' is missing or not a number" }
-        if t <= 0 { return "malformed envelope: 'timeout_ms' must be positive" }
+        // The fetch script checks the range too; this guards the Duration arithmetic.
+        if t <= 0 || t > JobLimits.maxDurationMs { return "malformed envelope: 'timeout_ms' must be positive and at most \(JobLimits.maxDurationMs)" }
         if !JSONText.isValid(payload) { return "malformed envelope: 'payload' is not valid JSON" }
         return nil
     }

@@ -63,7 +63,7 @@ public enum PoolChild {
     /// Runs one job in this process and describes how it ended.
     static func run(_ job: PoolJob, registry: JobRegistry, logger: Logger) -> PoolOutcome {
         guard let handler = registry.handler(for: job.type) else {
-            return .failed(type: "unknown_type", message: "no handler registered for job type '\(job.type)'", retryable: false)
+            return .failed(type: "unknown_type", message: "no handler registered for job type '\(SafeText.escaped(job.type))'", retryable: false)
         }
         let ctx = JobContext(
             id: job.id, type: job.type, queue: job.queue, attempt: job.attempt, maxAttempts: job.maxAttempts,

@@ -99,8 +99,9 @@ public struct WorkerOptions: Sendable {
     /// Checks the options; throws `KilnError(.invalidInput)` naming the bad one.
     public func validate() throws {
         if queues.isEmpty { throw KilnError(.invalidInput, "no queues given: name at least one with --queues") }
-        for q in queues where !KeySchema.isValidQueueName(q) {
-            throw KilnError(.invalidInput, "invalid queue name '\(q.prefix(40))': use 1-100 letters, digits, '-', '_' or '.'")
+        for q in queues { try KeySchema.checkQueueName(q) }
+        if name.isEmpty || name.utf8.count > 200 || SafeText.firstControl(in: name) != nil {
+            throw KilnError(.invalidInput, "invalid worker name '\(SafeText.escaped(String(name.prefix(40))))': use 1-200 characters without control characters")
         }
         if !KeySchema.isValidPrefix(prefix) {
             throw KilnError(.invalidInput, "invalid key prefix '\(prefix.prefix(70))'")

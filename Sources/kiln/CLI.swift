@@ -21,6 +21,7 @@ struct KilnCommand: AsyncParsableCommand {
 enum CLI {
     static func main() async {
         do {
+            try checkArgumentsAreUTF8()
             var command = try KilnCommand.parseAsRoot()
             if var async = command as? AsyncParsableCommand {
                 try await async.run()
@@ -68,8 +69,45 @@ enum CLI {
         }
     }
 
+    /// Prints one line: control characters in the message (which may echo user input or
+    /// records written by others) are escaped, so it can neither inject terminal sequences nor
+    /// span several lines.
     static func printError(_ message: String) {
-        FileHandle.standardError.write(Data("kiln: error: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("kiln: error: \(SafeText.escaped(message))\n".utf8))
+    }
+
+    /// Arguments come in as bytes; Swift would quietly replace bytes that are not UTF-8 with
+    /// U+FFFD, changing a job type or payload. Refuse them instead (exit 2).
+    static func checkArgumentsAreUTF8() throws {
+        for i in 1..<Int(CommandLine.argc) {
+            guard let arg = CommandLine.unsafeArgv[i] else { continue }
+            let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(arg).assumingMemoryBound(to: UInt8.self), count: strlen(arg))
+            _ = try SafeText.utf8(bytes, what: "argument \(i)")
+        }
+    }
+
+    /// A whole number from the environment variable `name`, checked like its flag: `nil` if unset.
+    static func environmentNumber(_ name: String, flag: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let text = ProcessInfo.processInfo.environment[name] else { return nil }
+        guard let n = Int(text.trimmingCharacters(in: .whitespaces)) else {
+            throw KilnError(.invalidInput, "$\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound) (like \(flag)), got '\(text.prefix(20))'")
+        }
+        try checkRange(n, range, "$\(name)")
+        return n
+    }
+
+    /// `checkRange` for a command's `validate()`: ArgumentParser turns only a ValidationError
+    /// into a usage error (exit 2).
+    static func checkFlag(_ n: Int, _ range: ClosedRange<Int>, _ flag: String) throws {
+        do { try checkRange(n, range, flag) } catch let e as KilnError { throw ValidationError(e.message) }
+    }
+
+    /// Throws "`what` must be from A to B, got N" unless `n` is in `range`.
+    static func checkRange(_ n: Int, _ range: ClosedRange<Int>, _ what: String) throws {
+        guard range.contains(n) else {
+            let bounds = range.upperBound == Int.max ? "\(range.lowerBound) or more" : "from \(range.lowerBound) to \(range.upperBound)"
+            throw KilnError(.invalidInput, "\(what) must be \(bounds), got \(n)")
+        }
     }
 }
 
@@ -101,7 +139,12 @@ struct ConnectionOptions: ParsableArguments {
             }
             config.password = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
         }
-        if let t = env["KILN_REDIS_TIMEOUT"] { config.commandTimeout = try KilnDuration.parse(t) }
+        if let t = env["KILN_REDIS_TIMEOUT"] {
+            do { config.commandTimeout = try KilnDuration.parse(t) } catch let e as KilnError {
+                throw KilnError(e.code, "$KILN_REDIS_TIMEOUT: \(e.message)")
+            }
+            if config.commandTimeout <= .zero { throw KilnError(.invalidInput, "$KILN_REDIS_TIMEOUT must be more than 0, got '\(t.prefix(20))'") }
+        }
         return config
     }
 
@@ -124,6 +167,18 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
         value = v
     }
     init(_ value: Duration) { self.value = value }
+
+    /// The flags' parser: Kiln's own reason reaches the user ("The value '-1s' is invalid for
+    /// '--timeout <duration>': it must not be negative").
+    static func parse(_ text: String) throws -> DurationArgument {
+        do { return DurationArgument(try KilnDuration.parse(text)) } catch let e as KilnError {
+            throw Reason(description: e.message.components(separatedBy: "': ").dropFirst().joined(separator: "': "))
+        }
+    }
+
+    struct Reason: Error, CustomStringConvertible {
+        var description: String
+    }
     static var defaultCompletionKind: CompletionKind { .default }
 }
 

@@ -8,11 +8,11 @@ struct DeadCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
     @Option(help: "Only this queue.") var queue: String?
-    @Option(help: "Most jobs listed per queue.") var limit: Int = 1000
+    @Option(parsing: .unconditional, help: "Most jobs listed per queue.") var limit: Int = 1000
     @Flag(help: "One JSON record per line.") var json = false
 
     func validate() throws {
-        if limit < 1 { throw ValidationError("--limit must be at least 1") }
+        try CLI.checkFlag(limit, 1...Int.max, "--limit")
     }
 
     func run() async throws {
@@ -22,7 +22,9 @@ struct DeadCommand: AsyncParsableCommand {
             if json {
                 print(r.json)
             } else {
-                print("\(r.id)  \(r.queue)  \(r.type)  attempts=\(r.attempts)  \(r.error.map { "\($0.type): \($0.message)" } ?? "")")
+                // Records come from any producer: escape control characters (one line each).
+                let line = "\(r.id)  \(r.queue)  \(r.type)  attempts=\(r.attempts)  \(r.error.map { "\($0.type): \($0.message)" } ?? "")"
+                print(SafeText.escaped(line))
             }
         }
     }

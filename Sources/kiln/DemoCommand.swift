@@ -15,8 +15,8 @@ struct DemoCommand: AsyncParsableCommand {
         commandName: "demo",
         abstract: "Run Kiln end to end against a throwaway local Redis and print what happened.")
 
-    @Option(help: "Pool processes for the demo worker.") var processes: Int = 2
-    @Option(name: .customLong("drain-jobs"), help: "How many noop jobs the drain scenario uses.") var drainJobs: Int = 20_000
+    @Option(parsing: .unconditional, help: "Pool processes for the demo worker.") var processes: Int = 2
+    @Option(name: .customLong("drain-jobs"), parsing: .unconditional, help: "How many noop jobs the drain scenario uses.") var drainJobs: Int = 20_000
 
     func run() async throws {
         let env = try DemoEnvironment.start(processes: processes)

@@ -21,35 +21,41 @@ struct EnqueueCommand: AsyncParsableCommand {
     var payload: String?
 
     @Option(help: "Queue to put the job on.") var queue: String = "default"
-    @Option(help: ArgumentHelp("How long one attempt may run.", valueName: "duration")) var timeout: DurationArgument = .init(.seconds(300))
-    @Option(help: "How many times a failed attempt is retried.") var retries: Int = 3
-    @Option(name: .customLong("result-ttl"), help: ArgumentHelp("How long the result is kept.", valueName: "duration")) var resultTTL: DurationArgument = .init(.seconds(86_400))
+    @Option(parsing: .unconditional, help: ArgumentHelp("How long one attempt may run.", valueName: "duration"), transform: DurationArgument.parse) var timeout: DurationArgument = .init(.seconds(300))
+    @Option(parsing: .unconditional, help: "How many times a failed attempt is retried.") var retries: Int = 3
+    @Option(name: .customLong("result-ttl"), parsing: .unconditional, help: ArgumentHelp("How long the result is kept.", valueName: "duration"), transform: DurationArgument.parse) var resultTTL: DurationArgument = .init(.seconds(86_400))
     @Flag(help: "Run the job in the worker's process pool.") var cpu = false
     @Flag(help: "Run the job on the worker's async loop.") var io = false
     @Option(help: ArgumentHelp("Use this job id instead of a new one; enqueuing an id that exists is refused (exit 2).", valueName: "id")) var id: String?
     @Flag(help: "Wait for the job and print its result.") var wait = false
-    @Option(name: .customLong("wait-timeout"), help: ArgumentHelp("How long --wait waits.", valueName: "duration")) var waitTimeout: DurationArgument = .init(.seconds(300))
+    @Option(name: .customLong("wait-timeout"), parsing: .unconditional, help: ArgumentHelp("How long --wait waits.", valueName: "duration"), transform: DurationArgument.parse) var waitTimeout: DurationArgument = .init(.seconds(300))
     @Flag(help: "Print the whole record as one JSON object.") var json = false
     @Option(help: ArgumentHelp("Read JSON lines of jobs from FILE, or - for stdin.", valueName: "file")) var batch: String?
-    @Option(name: .customLong("max-payload"), help: "Largest payload accepted, in bytes (also $KILN_MAX_PAYLOAD).") var maxPayload: Int?
+    @Option(name: .customLong("max-payload"), parsing: .unconditional, help: "Largest payload accepted, in bytes (also $KILN_MAX_PAYLOAD).") var maxPayload: Int?
 
     func validate() throws {
         if cpu && io { throw ValidationError("--cpu and --io cannot be used together") }
         if batch != nil && (type != nil || payload != nil) { throw ValidationError("--batch takes no TYPE or PAYLOAD arguments") }
         if batch == nil && type == nil { throw ValidationError("missing job TYPE (or --batch FILE)") }
         if batch != nil && wait { throw ValidationError("--wait cannot be used with --batch") }
-        if retries < 0 || retries > 1000 { throw ValidationError("--retries must be from 0 to 1000") }
+        try CLI.checkFlag(retries, 0...JobLimits.maxRetries, "--retries")
+        if let maxPayload { try CLI.checkFlag(maxPayload, Self.payloadRange, "--max-payload") }
     }
 
-    var payloadLimit: Int {
-        maxPayload ?? ProcessInfo.processInfo.environment["KILN_MAX_PAYLOAD"].flatMap { Int($0) } ?? (1 << 20)
+    /// Payload limits accepted by --max-payload and $KILN_MAX_PAYLOAD (1 byte to 512 MiB, Redis's
+    /// largest string).
+    static let payloadRange = 1...(512 << 20)
+
+    func payloadLimit() throws -> Int {
+        try maxPayload ?? CLI.environmentNumber("KILN_MAX_PAYLOAD", flag: "--max-payload", in: Self.payloadRange) ?? (1 << 20)
     }
 
     func run() async throws {
-        let client = try connection.client(maxPayloadBytes: payloadLimit)
+        let limit = try payloadLimit()
+        let client = try connection.client(maxPayloadBytes: limit)
         defer { client.close() }
         if let batch {
-            let requests = try BatchReader.read(batch, defaults: options(), limit: payloadLimit)
+            let requests = try BatchReader.read(batch, defaults: options(), limit: limit)
             for id in try await client.enqueueBatch(requests) { print(id) }
             return
         }
@@ -62,17 +68,21 @@ struct EnqueueCommand: AsyncParsableCommand {
         try RecordPrinter.printOutcome(record, json: json)
     }
 
+    /// The payload as given: bytes that are not UTF-8 are refused (never replaced), and a byte
+    /// order mark at the start of a file or stdin is dropped (it is not JSON).
     func payloadText() throws -> String {
         guard let payload else { return "null" }
-        if payload == "-" { return String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) }
+        if payload == "-" {
+            return SafeText.droppingBOM(try SafeText.utf8(FileHandle.standardInput.readDataToEndOfFile(), what: "the payload on stdin"))
+        }
         if payload.hasPrefix("@") {
             let path = String(payload.dropFirst())
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw KilnError(.invalidInput, "cannot read payload file '\(path)'")
             }
-            return String(decoding: data, as: UTF8.self)
+            return SafeText.droppingBOM(try SafeText.utf8(data, what: "payload file '\(path)'"))
         }
-        return payload
+        return SafeText.droppingBOM(payload)
     }
 
     func options() -> JobOptions {
@@ -86,7 +96,7 @@ enum RecordPrinter {
     static func printOutcome(_ record: JobRecord, json: Bool) throws {
         if json { print(record.json) }
         if record.status == .succeeded {
-            if !json { print(record.result ?? "null") }
+            if !json { print(SafeText.escaped(record.result ?? "null")) }
             return
         }
         if !record.isFinal {

@@ -10,7 +10,7 @@ struct ResultCommand: AsyncParsableCommand {
     @Argument(help: "The job id.") var id: String
     @Option(help: "The job's queue (found automatically if omitted).") var queue: String?
     @Flag(help: "Wait for the job to finish.") var wait = false
-    @Option(help: ArgumentHelp("How long --wait waits.", valueName: "duration")) var timeout: DurationArgument = .init(.seconds(300))
+    @Option(parsing: .unconditional, help: ArgumentHelp("How long --wait waits.", valueName: "duration"), transform: DurationArgument.parse) var timeout: DurationArgument = .init(.seconds(300))
     @Flag(help: "Print the whole record as one JSON object.") var json = false
 
     func run() async throws {
@@ -37,7 +37,7 @@ struct StatusCommand: AsyncParsableCommand {
         let client = try connection.client()
         defer { client.close() }
         let record = try await client.record(id, queue: queue)
-        print(json ? record.json : record.statusText)
+        print(json ? record.json : SafeText.escaped(record.statusText))
     }
 }
 
@@ -54,7 +54,7 @@ struct CancelCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The job id.") var id: String
     @Option(help: "The job's queue (found automatically if omitted).") var queue: String?
-    @Option(help: ArgumentHelp("How long to wait for a running job to stop.", valueName: "duration")) var timeout: DurationArgument = .init(.seconds(10))
+    @Option(parsing: .unconditional, help: ArgumentHelp("How long to wait for a running job to stop.", valueName: "duration"), transform: DurationArgument.parse) var timeout: DurationArgument = .init(.seconds(10))
 
     func run() async throws {
         let client = try connection.client()
@@ -94,7 +94,7 @@ struct QueuesCommand: AsyncParsableCommand {
         func lpad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
         print(pad("queue", width) + "  " + ["queued", "running", "retrying", "dead"].map { lpad($0, 8) }.joined(separator: " "))
         for s in stats {
-            print(pad(s.name, width) + "  " + [s.queued, s.running, s.retrying, s.dead].map { lpad(String($0), 8) }.joined(separator: " "))
+            print(pad(SafeText.escaped(s.name), width) + "  " + [s.queued, s.running, s.retrying, s.dead].map { lpad(String($0), 8) }.joined(separator: " "))
         }
     }
 }

@@ -13,17 +13,17 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
     @Option(help: "Queues to serve, comma-separated; each gets its own fetch loop, sharing the slots (also $KILN_QUEUES). Default: default.") var queues: String?
-    @Option(help: "I/O jobs run at once on the async loop (also $KILN_CONCURRENCY). Default: 256.") var concurrency: Int?
-    @Option(help: "Child processes for CPU jobs (also $KILN_PROCESSES). Default: number of cores; 0 = no CPU jobs.") var processes: Int?
-    @Option(name: .customLong("fetch-batch"), help: "Most jobs one fetch takes from Redis, 1-10000, bounded by free slots (also $KILN_FETCH_BATCH). Default: 256.") var fetchBatch: Int?
-    @Option(name: .customLong("pool-nice"), help: "How much nicer than the worker the CPU-job processes run, 0-19, so CPU work does not delay I/O jobs (also $KILN_POOL_NICE). Default: 10.") var poolNice: Int?
-    @Option(help: ArgumentHelp("Lease per job, renewed every third of it.", valueName: "duration")) var lease: DurationArgument = .init(.seconds(30))
-    @Option(name: .customLong("shutdown-grace"), help: ArgumentHelp("On SIGTERM, how long running jobs may finish before they are handed back.", valueName: "duration"))
+    @Option(parsing: .unconditional, help: "I/O jobs run at once on the async loop (also $KILN_CONCURRENCY). Default: 256.") var concurrency: Int?
+    @Option(parsing: .unconditional, help: "Child processes for CPU jobs (also $KILN_PROCESSES). Default: number of cores; 0 = no CPU jobs.") var processes: Int?
+    @Option(name: .customLong("fetch-batch"), parsing: .unconditional, help: "Most jobs one fetch takes from Redis, 1-10000, bounded by free slots (also $KILN_FETCH_BATCH). Default: 256.") var fetchBatch: Int?
+    @Option(name: .customLong("pool-nice"), parsing: .unconditional, help: "How much nicer than the worker the CPU-job processes run, 0-19, so CPU work does not delay I/O jobs (also $KILN_POOL_NICE). Default: 10.") var poolNice: Int?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Lease per job, renewed every third of it.", valueName: "duration"), transform: DurationArgument.parse) var lease: DurationArgument = .init(.seconds(30))
+    @Option(name: .customLong("shutdown-grace"), parsing: .unconditional, help: ArgumentHelp("On SIGTERM, how long running jobs may finish before they are handed back.", valueName: "duration"), transform: DurationArgument.parse)
     var shutdownGrace: DurationArgument = .init(.seconds(30))
-    @Option(name: .customLong("retry-backoff"), help: ArgumentHelp("Delay before the first retry; doubles each time, with jitter.", valueName: "duration"))
+    @Option(name: .customLong("retry-backoff"), parsing: .unconditional, help: ArgumentHelp("Delay before the first retry; doubles each time, with jitter.", valueName: "duration"), transform: DurationArgument.parse)
     var retryBackoff: DurationArgument = .init(.seconds(1))
-    @Option(name: .customLong("dead-max"), help: "Most dead-lettered jobs kept per queue; the oldest beyond are deleted.") var deadMax: Int = 10_000
-    @Option(name: .customLong("dead-max-age"), help: ArgumentHelp("Dead-lettered jobs older than this are deleted.", valueName: "duration"))
+    @Option(name: .customLong("dead-max"), parsing: .unconditional, help: "Most dead-lettered jobs kept per queue; the oldest beyond are deleted.") var deadMax: Int = 10_000
+    @Option(name: .customLong("dead-max-age"), parsing: .unconditional, help: ArgumentHelp("Dead-lettered jobs older than this are deleted.", valueName: "duration"), transform: DurationArgument.parse)
     var deadMaxAge: DurationArgument = .init(.seconds(7 * 86_400))
     @Option(help: "Worker name in records and logs (default host:pid).") var name: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (also $KILN_LOG_LEVEL).") var logLevel: String?
@@ -39,11 +39,10 @@ struct WorkerCommand: AsyncParsableCommand {
             return h
         }
         let env = ProcessInfo.processInfo.environment
-        func number(_ flag: Int?, _ name: String) throws -> Int? {
+        // A flag wins over its environment variable; both are checked the same way.
+        func number(_ flag: Int?, _ name: String, _ option: String, _ range: ClosedRange<Int>) throws -> Int? {
             if let flag { return flag }
-            guard let text = env[name] else { return nil }
-            guard let n = Int(text) else { throw KilnError(.invalidInput, "$\(name) must be a whole number, got '\(text.prefix(20))'") }
-            return n
+            return try CLI.environmentNumber(name, flag: option, in: range)
         }
         var options = WorkerOptions(
             redis: try connection.redisConfiguration(), prefix: connection.prefixValue(),
@@ -51,10 +50,10 @@ struct WorkerCommand: AsyncParsableCommand {
             lease: lease.value, shutdownGrace: shutdownGrace.value, retryBackoff: retryBackoff.value)
         options.deadMax = deadMax
         options.deadMaxAge = deadMaxAge.value
-        if let n = try number(concurrency, "KILN_CONCURRENCY") { options.concurrency = n }
-        if let n = try number(processes, "KILN_PROCESSES") { options.processes = n }
-        if let n = try number(poolNice, "KILN_POOL_NICE") { options.poolNiceness = n }
-        if let n = try number(fetchBatch, "KILN_FETCH_BATCH") { options.fetchBatch = n }
+        if let n = try number(concurrency, "KILN_CONCURRENCY", "--concurrency", 1...1_000_000) { options.concurrency = n }
+        if let n = try number(processes, "KILN_PROCESSES", "--processes", 0...1024) { options.processes = n }
+        if let n = try number(poolNice, "KILN_POOL_NICE", "--pool-nice", 0...19) { options.poolNiceness = n }
+        if let n = try number(fetchBatch, "KILN_FETCH_BATCH", "--fetch-batch", 1...10_000) { options.fetchBatch = n }
         if let name { options.name = name }
         let logger = Logger(label: "kiln.worker")
         if connection.redis.map({ (try? RedisConfiguration(url: $0))?.password != nil }) == true {

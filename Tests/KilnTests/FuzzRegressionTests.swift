@@ -96,8 +96,9 @@ import Testing
     }
 
     @Test func oddButAcceptedURLsNeverShowThePassword() throws {
-        for url in ["redis://:redis://@K", "redis://a@b@c:5/", "redis://u:p%zz@h", "unix:///s?password=p%20w&&=&db=0",
-                    "redis://u:@h", "redis://%@h", "redis://[::1]x", "redis://]:1"] {
+        // (A bad percent-escape, as in "redis://u:p%zz@h", is refused since issue 10: HostileInputTests.)
+        for url in ["redis://:redis://@K", "redis://a@b@c:5/", "unix:///s?password=p%20w&&=&db=0",
+                    "redis://u:@h", "redis://[::1]x", "redis://]:1"] {
             let c = try RedisConfiguration(url: url)
             var other = c
             other.password = c.password == nil ? nil : "x"

@@ -297,6 +297,19 @@ import Glibc
         #expect(try await HostileRecords.keys(redis, cli.prefix).isEmpty, "something was written")
     }
 
+    @Test(arguments: ["redis://u:p%zz@h", "redis://%@h", "redis://:ab%4@h", "redis://%zz:pw@h", "unix:///s?password=p%zw"])
+    func badPercentEscapesInCredentialsAreBadURLs(_ url: String) {
+        do {
+            _ = try RedisConfiguration(url: url)
+            Issue.record("\(url) was accepted")
+        } catch let e as RedisError {
+            #expect(e.code == .invalidURL && e.message.contains("percent-escape"), "\(e.message)")
+            #expect(!e.message.contains("%z") && !e.message.contains("pw") && !e.message.contains("%4"), "\(e.message)")
+        } catch {
+            Issue.record("\(url): \(error)")
+        }
+    }
+
     // MARK: waiting through a Redis restart
 
     @Test func resultWaitRidesOutARedisRestart() async throws {
