@@ -20,7 +20,7 @@ public final class KilnClient: Sendable {
 
     public init(options: KilnClientOptions = KilnClientOptions(), logger: Logger = Logger(label: "kiln.client")) throws {
         guard KeySchema.isValidPrefix(options.prefix) else {
-            throw KilnError(.invalidInput, "invalid key prefix '\(options.prefix.prefix(70))': use 1-64 printable characters without braces or a trailing colon")
+            throw KilnError(.invalidInput, "invalid key prefix '\(SafeText.escaped(String(options.prefix.prefix(70))))': use 1-64 printable characters without braces or a trailing colon")
         }
         self.options = options
         self.keys = KeySchema(prefix: options.prefix)

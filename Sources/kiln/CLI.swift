@@ -132,7 +132,10 @@ struct ConnectionOptions: ParsableArguments {
         let env = ProcessInfo.processInfo.environment
         let url = redis ?? env["KILN_REDIS_URL"] ?? "redis://127.0.0.1:6379"
         var config: RedisConfiguration
-        do { config = try RedisConfiguration(url: url) } catch let e as RedisError { throw KilnError(.invalidInput, e.message) }
+        do { config = try RedisConfiguration(url: url) } catch let e as RedisError {
+            // Say where the URL came from (the message never contains the password).
+            throw KilnError(.invalidInput, (redis != nil ? "--redis: " : env["KILN_REDIS_URL"] != nil ? "$KILN_REDIS_URL: " : "") + e.message)
+        }
         if let file = redisPasswordFile ?? env["KILN_REDIS_PASSWORD_FILE"] {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw KilnError(.invalidInput, "cannot read the Redis password file '\(file)'")
@@ -153,7 +156,10 @@ struct ConnectionOptions: ParsableArguments {
     }
 
     func client(maxPayloadBytes: Int = 1 << 20) throws -> KilnClient {
-        try KilnClient(options: KilnClientOptions(
+        if prefix == nil, let p = ProcessInfo.processInfo.environment["KILN_PREFIX"], !KeySchema.isValidPrefix(p) {
+            throw KilnError(.invalidInput, "$KILN_PREFIX: invalid key prefix '\(p.prefix(70))': use 1-64 printable characters without spaces, braces or a trailing colon")
+        }
+        return try KilnClient(options: KilnClientOptions(
             redis: redisConfiguration(), prefix: prefixValue(), maxPayloadBytes: maxPayloadBytes, knownKinds: BuiltinJobs.kinds,
             retry: .none))
     }

@@ -261,6 +261,8 @@ import Glibc
             (["enqueue", "noop"], ["KILN_MAX_PAYLOAD": "-5"], ["KILN_MAX_PAYLOAD", "-5"]),
             (["worker"], ["KILN_CONCURRENCY": "abc"], ["KILN_CONCURRENCY", "abc"]),
             (["status", "x"], ["KILN_REDIS_TIMEOUT": "soon"], ["KILN_REDIS_TIMEOUT", "soon"]),
+            (["status", "x"], ["KILN_REDIS_URL": "http://x"], ["KILN_REDIS_URL", "http"]),
+            (["status", "x"], ["KILN_PREFIX": "a b"], ["KILN_PREFIX", "a b"]),
             (["worker"], ["KILN_QUEUES": "a b"], ["queue", "a b"]),
             (["dead", "--queue", "a b"], [:], ["queue", "a b"]),
             (["status", "x", "--queue", "a b"], [:], ["queue", "a b"]),
