@@ -81,6 +81,7 @@ enum FuzzTarget: String, CaseIterable, Sendable {
         guard let r = JobRecord(hash: .array(fields(data)), queue: "fuzz") else { return }
         let json = r.json
         precondition(JSONText.isValid(json), "JobRecord.json is not valid JSON: \(json.prefix(200))")
+        precondition(!json.utf8.contains(0x0A) && !json.utf8.contains(0x0D), "JobRecord.json spans lines: \(json.prefix(200))")
         _ = r.isFinal
     }
 

@@ -159,6 +159,15 @@ import Glibc
         _ = try HostileRecords.parseEachLine(other.stdout)
     }
 
+    @Test func recordJSONIsOneValidLineWhateverOthersStored() throws {
+        for payload in ["{\n  \"a\": 1\r\n}", "\u{FEFF}{}", "\"\\ud800\"", "[1,\r2]", "not json\n"] {
+            let hash = RedisValue.array(["id", "x", "type", "t\u{1B}", "payload", payload, "result", payload, "status", "succeeded"].map { .bulk($0) })
+            let json = try #require(JobRecord(hash: hash, queue: "q")).json
+            #expect(!json.utf8.contains(0x0A) && !json.utf8.contains(0x0D), "\(json.debugDescription)")
+            _ = try HostileRecords.parseEachLine(json)
+        }
+    }
+
     @Test func batchFilesWithCRLFLineEndsAreAccepted() async throws {
         let cli = freshCLI()
         let path = try HostileRecords.file(Array("{\"type\":\"noop\"}\r\n{\"type\":\"echo\",\"payload\":1}\r\n\r\n{\"type\":\"noop\"}".utf8))
