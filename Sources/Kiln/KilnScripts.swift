@@ -7,32 +7,9 @@
 public enum KilnScripts {
     public static let version = 2
 
-    /// Shared helpers prepended to every script.
-    static let prelude = """
-    -- kiln scripts v\(version)
-    -- Longest timeout_ms and result_ttl_ms (10 years); most max_attempts; most attempts and token.
-    local MAX_MS, MAX_ATTEMPTS, MAX_COUNT = 315360000000, 1001, 9999999999999
-    -- The number in `s` if it is a whole number in canonical form (what Redis's own integer
-    -- parsing takes: no '+', no leading zeros, at most 15 digits, exact in Lua) in lo..hi, else nil.
-    local function whole(s, lo, hi)
-      if type(s) ~= 'string' or #s > 16 or not (s == '0' or string.find(s, '^%-?[1-9]%d*$')) then return nil end
-      local n = tonumber(s)
-      if n < lo or n > hi then return nil end
-      return n
-    end
-    -- What is wrong with the numbers of a record, or nil. Every script that reads them calls this
-    -- before its first write (Lua does not roll back): a missing field takes its default, a field
-    -- that is present must be in range. timeout_ms may be nil (the worker checks it is there).
-    local function check(name, v, lo, hi)
-      if v and not whole(v, lo, hi) then
-        return "malformed envelope: '" .. name .. "' is '" .. string.sub(v, 1, 30) .. "', expected a whole number from " .. lo .. ' to ' .. string.format('%d', hi)
-      end
-    end
-    local function bad_numbers(attempts, max, timeout, ttl, token)
-      return check('attempts', attempts, 0, MAX_COUNT) or check('max_attempts', max, 1, MAX_ATTEMPTS)
-        or check('timeout_ms', timeout, 1, MAX_MS) or check('result_ttl_ms', ttl, 1, MAX_MS)
-        or check('token', token, 0, MAX_COUNT)
-    end
+    /// Shared helpers prepended to every script: the version line, the checks of
+    /// `KilnScripts+validation.swift`, then these.
+    static let prelude = "-- kiln scripts v\(version)\n" + validation + """
     -- Marks a job final: one HSET, its TTL, and its done list (RPUSH + TTL) for waiters.
     -- `ttl` is the job's result_ttl_ms if the caller already read it (saves an HGET).
     local function finalize(P, id, status, now, etype, emsg, ttl, result)
@@ -100,14 +77,6 @@ public enum KilnScripts {
         return 'retrying'
       end
       return final_failure(P, id, now, etype, emsg, dead_key, f[5] or 1, f[6])
-    end
-    -- What is wrong with an enqueue's arguments, or nil: checked before anything is written.
-    local function bad_enqueue(jtype, kind, max, timeout, ttl)
-      if type(jtype) ~= 'string' or jtype == '' then return 'type is empty' end
-      if kind ~= 'io' and kind ~= 'cpu' then return "kind must be io or cpu" end
-      if not timeout then return 'timeout_ms is missing' end
-      local problem = bad_numbers(nil, max or '', timeout, ttl or '')
-      return problem and string.gsub(problem, '^malformed envelope: ', '')
     end
     -- ZADD/ZREM/LPUSH with many members, in chunks (Lua's unpack has a stack limit).
     local function multi(cmd, key, items)
