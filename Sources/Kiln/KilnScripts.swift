@@ -25,7 +25,7 @@ public enum KilnScripts {
       -- Callers validate result_ttl_ms before they write; anything else left here (missing, or
       -- a record changed behind their back) gets the default, so PEXPIRE can never fail.
       if type(ttl) ~= 'string' then ttl = ttl and tostring(ttl) or redis.call('HGET', jk, 'result_ttl_ms') end
-      if not whole(ttl, 1, MAX_MS) then ttl = '86400000' end
+      if not valid_ttl[ttl] and not whole(ttl, 1, MAX_MS) then ttl = '86400000' end
       redis.call('PEXPIRE', jk, ttl)
       local dk = P .. 'done:' .. id
       redis.call('RPUSH', dk, status)
