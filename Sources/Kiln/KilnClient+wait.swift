@@ -15,15 +15,21 @@ extension KilnClient {
     /// `knownToExist`: the caller just enqueued the job into `queue` (a handle from `enqueue`), so
     /// the first read can go with the first wait instead of before it: one round trip less.
     func wait(_ id: String, queue: String?, timeout: Duration, knownToExist: Bool) async throws -> JobRecord {
+        let deadline = ContinuousClock.now + timeout
         let q: String
         if knownToExist, let queue {
             q = queue
         } else {
-            let (found, first) = try await locate(id, queue: queue)
-            if first.isFinal { return first }
-            q = found
+            // Redis may be away when the wait starts, too: the first read also retries until the deadline.
+            let located: (queue: String, record: JobRecord)
+            do {
+                located = try await locate(id, queue: queue, until: deadline)
+            } catch let e as KilnError where e.code == .redis && ContinuousClock.now >= deadline {
+                throw KilnError(.redis, "job \(id) has not been seen finished after \(KilnDuration.format(timeout)): Redis was unreachable all that time (\(e.message))")
+            }
+            if located.record.isFinal { return located.record }
+            q = located.queue
         }
-        let deadline = ContinuousClock.now + timeout
         let doneKey = keys.done(q, id)
         let jobKey = keys.job(q, id)
         do {

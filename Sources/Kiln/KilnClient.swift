@@ -189,20 +189,27 @@ public final class KilnClient: Sendable {
     }
 
     /// Runs `body`, retrying network failures as the retry policy says; wraps Redis errors.
-    func withRetry<T>(_ body: () async throws -> T) async throws -> T {
+    /// With a `deadline` (a waiter's), network failures are retried until then instead, with a
+    /// pause that doubles up to 1 s: a waiter rides out a Redis restart like a worker does.
+    func withRetry<T>(until deadline: ContinuousClock.Instant? = nil, _ body: () async throws -> T) async throws -> T {
         var wait = options.retry.backoff
-        for attempt in 1...options.retry.attempts {
+        var attempt = 1
+        while true {
             do {
                 return try await body()
-            } catch let e as RedisError where e.isTransient && attempt < options.retry.attempts {
+            } catch let e as RedisError where e.isTransient && attempt < options.retry.attempts && deadline == nil {
                 logger.debug("retrying after a network error: \(e.message)")
                 try await Task.sleep(for: wait)
                 wait = wait * 2
+            } catch let e as RedisError where e.isTransient && deadline.map({ ContinuousClock.now < $0 }) == true {
+                logger.debug("retrying until the wait's deadline after a network error: \(e.message)")
+                try await Task.sleep(for: min(max(wait, .milliseconds(50)), deadline! - ContinuousClock.now))
+                wait = min(wait * 2, .seconds(1))
             } catch {
                 throw KilnError.wrap(error)
             }
+            attempt += 1
         }
-        preconditionFailure("unreachable: the last attempt returns or throws")
     }
 
     // MARK: reading
@@ -210,11 +217,16 @@ public final class KilnClient: Sendable {
     /// The queue a job lives in: `queue` if given, else found by looking in every known queue.
     /// Throws `KilnError(.noSuchJob)`.
     public func locate(_ id: String, queue: String? = nil) async throws -> (queue: String, record: JobRecord) {
+        try await locate(id, queue: queue, until: nil)
+    }
+
+    /// `locate`, retrying network failures until `deadline` when there is one.
+    func locate(_ id: String, queue: String?, until deadline: ContinuousClock.Instant?) async throws -> (queue: String, record: JobRecord) {
         guard JobID.isValid(id) else {
             throw KilnError(.invalidInput, "invalid job id '\(SafeText.escaped(String(id.prefix(40))))': use 1-128 printable characters without spaces, braces or colons")
         }
         if let queue { try KeySchema.checkQueueName(queue) }
-        let found: (String, JobRecord)? = try await withRetry {
+        let found: (String, JobRecord)? = try await withRetry(until: deadline) {
             let candidates: [String]
             if let queue { candidates = [queue] } else {
                 candidates = try await connection.send(["SMEMBERS", keys.queues]).array.compactMap(\.string).sorted()

@@ -112,4 +112,29 @@ extension HostileInputTests {
         #expect(patient.stderr.contains("3s") && patient.stderr.contains("\(port)"), "\(patient.stderr)")
         #expect(patient.stderr.split(separator: "\n").count == 1, "\(patient.stderr)")
     }
+
+    @Test func resultWaitStartedWhileRedisIsDownWaitsForIt() async throws {
+        let aof = ["--appendonly", "yes", "--appendfsync", "always"]
+        var own = try TestRedis(extraArgs: aof)
+        let port = own.port, dir = own.dir
+        defer { own.stop() }
+        let cli = KilnCLI(redis: own, prefix: "kiln")
+        let client = try own.client(prefix: "kiln")
+        defer { client.close() }
+        let job = try await client.enqueue("echo", json: #""later""#)
+        own.stop()
+        // The CLI fails fast on single commands, but a waiter's first read must wait for Redis too.
+        let startedAt = ContinuousClock.now
+        let waiter = try ChildProcess([KilnBinary.path, "result", job.id, "--wait", "--timeout", "30s"], environment: cli.environment)
+        try await eventually("the waiter has spent 1.5 s with Redis away, or exited") {
+            waiter.poll() != nil || ContinuousClock.now - startedAt > .milliseconds(1500)
+        }
+        #expect(waiter.poll() == nil, "the waiter gave up while Redis was away: \(waiter.stderr)")
+        own = try TestRedis(extraArgs: aof, dir: dir, port: port)
+        let worker = try await cli.startWorker(["--processes", "0", "--shutdown-grace", "1s"])
+        defer { worker.signal(SIGKILL) }
+        let code = try await waiter.wait(timeout: .seconds(30))
+        #expect(code == 0 && waiter.stdout == "\"later\"\n", "exit \(code): \(waiter.stdout) \(waiter.stderr)")
+        try await cli.stop(worker)
+    }
 }
