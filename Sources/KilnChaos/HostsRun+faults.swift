@@ -1,0 +1,100 @@
+import Foundation
+import Kiln
+import KilnWorker
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The fault driver of the multi-host run. Every step waits on a condition it observes (the
+/// ledger, the count of final jobs), each with a deadline; a deadline missed is a violation.
+extension HostsRun {
+    /// How long a fault step may wait for what it expects.
+    static let stepDeadline = Duration.seconds(30)
+
+    func drive(cut: NetnsHost, stall: NetnsHost, jobs: [String: HostJob], total: Int) async {
+        let tail = LedgerTail(path: ledger)
+        // (a) Cut `cut` off mid-job, once 10 % of the jobs are final and it runs a job that will be
+        // run again if lost; plug it back once its lease has long expired and one of its jobs has
+        // started on another host; then it must take jobs again, in the same worker process.
+        guard await waitFor("\(cut.name) running a sleep or spin job after 10 % of the jobs", deadline: .seconds(120), {
+            tail.refresh()
+            return self.progress(total) >= 0.10 && tail.runningIDs(on: cut.name).contains { jobs[$0]?.rerunnable == true }
+        }) else { return }
+        var f = HostFault(kind: .cut, host: cut.name)
+        f.start = Self.now()
+        let before = tail.runningIDs(on: cut.name)
+        do { try await cut.link(up: false) } catch { problem("cut: \(error)"); return }
+        tail.refresh()
+        f.inFlight = before.union(tail.runningIDs(on: cut.name))
+        print("kiln-chaos hosts: \(cut.name) cut off (link down) while running \(f.inFlight.count) job(s)")
+        await waitReclaimed(&f, tail: tail, jobs: jobs)
+        f.end = Self.now()
+        do { try await cut.link(up: true) } catch { problem("cut: \(error)") }
+        print("kiln-chaos hosts: \(cut.name) back on the network after \(f.end - f.start) ms")
+        await waitRejoined(&f, tail: tail)
+        locked { faults.append(f) }
+
+        // (b) Stall every process of `stall` (worker and pool children) once 40 % are final, while it
+        // runs a job that will be run again if lost; resume it the same way.
+        guard await waitFor("\(stall.name) running a sleep or spin job after 40 % of the jobs", deadline: .seconds(120), {
+            tail.refresh()
+            return self.progress(total) >= 0.40 && tail.runningIDs(on: stall.name).contains { jobs[$0]?.rerunnable == true }
+        }) else { return }
+        var s = HostFault(kind: .stall, host: stall.name)
+        s.start = Self.now()
+        let running = tail.runningIDs(on: stall.name)
+        do { s.stopped = try await stall.signalAll(SIGSTOP) } catch { problem("stall: \(error)"); return }
+        tail.refresh()
+        s.inFlight = running.union(tail.runningIDs(on: stall.name))
+        print("kiln-chaos hosts: \(stall.name) stalled (SIGSTOP to pids \(s.stopped.map(String.init).joined(separator: " "))) while running \(s.inFlight.count) job(s)")
+        await waitReclaimed(&s, tail: tail, jobs: jobs)
+        s.end = Self.now()
+        do {
+            for p in s.stopped { kill(p, SIGCONT) }
+            try await stall.signalAll(SIGCONT)
+        } catch { problem("stall: \(error)") }
+        print("kiln-chaos hosts: \(stall.name) resumed (SIGCONT) after \(s.end - s.start) ms")
+        await waitRejoined(&s, tail: tail)
+        locked { faults.append(s) }
+    }
+
+    /// Waits until the fault has lasted two leases and one of the host's in-flight jobs has
+    /// started on another host (its lease expired, a reaper put it back, another worker took it).
+    private func waitReclaimed(_ f: inout HostFault, tail: LedgerTail, jobs: [String: HostJob]) async {
+        let fault = f
+        let earliest = fault.start + 2 * KilnDuration.milliseconds(HostsConfig.lease)
+        let ok = await waitFor("one of \(fault.host)'s in-flight jobs to start on another host (\(fault.kind.rawValue))", deadline: Self.stepDeadline) {
+            tail.refresh()
+            return Self.now() >= earliest
+                && !tail.starts(since: fault.start, where: { $0.worker != fault.host && fault.inFlight.contains($0.id) }).isEmpty
+        }
+        if ok { print("kiln-chaos hosts: \(fault.host)'s jobs reclaimed and started elsewhere") }
+    }
+
+    /// Waits until the host starts a job again after the fault ended.
+    private func waitRejoined(_ f: inout HostFault, tail: LedgerTail) async {
+        let fault = f
+        var first: Ledger.Entry?
+        let ok = await waitFor("\(fault.host) to start a job after the \(fault.kind.rawValue) ended", deadline: Self.stepDeadline) {
+            tail.refresh()
+            first = tail.starts(since: fault.end, where: { $0.worker == fault.host }).first
+            return first != nil
+        }
+        f.rejoined = first
+        if ok, let first { print("kiln-chaos hosts: \(fault.host) took jobs again \(first.ms - fault.end) ms later") }
+    }
+
+    /// Polls `condition` every 50 ms until it holds (true) or `deadline` passes (false, and a
+    /// violation naming what was awaited).
+    func waitFor(_ what: String, deadline: Duration, _ condition: () -> Bool) async -> Bool {
+        let end = ContinuousClock.now + deadline
+        while ContinuousClock.now < end {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        if condition() { return true }
+        problem("waited \(KilnDuration.format(deadline)) for \(what), in vain")
+        return false
+    }
+}
