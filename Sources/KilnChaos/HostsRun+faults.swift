@@ -14,12 +14,12 @@ extension HostsRun {
 
     func drive(cut: NetnsHost, stall: NetnsHost, jobs: [String: HostJob], total: Int) async {
         let tail = LedgerTail(path: ledger)
-        // (a) Cut `cut` off mid-job, once 10 % of the jobs are final and it runs a job that will be
-        // run again if lost; plug it back once its lease has long expired and one of its jobs has
+        // (a) Cut `cut` off mid-job, once 8 % of the jobs are final and it runs a sleep and a spin
+        // (in its pool), jobs that are run again when lost; plug it back once its lease has long expired and one of its jobs has
         // started on another host; then it must take jobs again, in the same worker process.
-        guard await waitFor("\(cut.name) running a sleep or spin job after 10 % of the jobs", deadline: .seconds(120), {
+        guard await waitFor("\(cut.name) running a sleep and a spin after 8 % of the jobs", deadline: .seconds(120), {
             tail.refresh()
-            return self.progress(total) >= 0.10 && tail.runningIDs(on: cut.name).contains { jobs[$0]?.rerunnable == true }
+            return self.progress(total) >= 0.08 && Self.midJob(tail.runningIDs(on: cut.name), jobs)
         }) else { return }
         var f = HostFault(kind: .cut, host: cut.name)
         f.start = Self.now()
@@ -35,11 +35,11 @@ extension HostsRun {
         await waitRejoined(&f, tail: tail)
         locked { faults.append(f) }
 
-        // (b) Stall every process of `stall` (worker and pool children) once 40 % are final, while it
-        // runs a job that will be run again if lost; resume it the same way.
-        guard await waitFor("\(stall.name) running a sleep or spin job after 40 % of the jobs", deadline: .seconds(120), {
+        // (b) Stall every process of `stall` (worker and pool child) once 25 % are final, while it runs
+        // a sleep and a spin; resume it the same way.
+        guard await waitFor("\(stall.name) running a sleep and a spin after 25 % of the jobs", deadline: .seconds(120), {
             tail.refresh()
-            return self.progress(total) >= 0.40 && tail.runningIDs(on: stall.name).contains { jobs[$0]?.rerunnable == true }
+            return self.progress(total) >= 0.25 && Self.midJob(tail.runningIDs(on: stall.name), jobs)
         }) else { return }
         var s = HostFault(kind: .stall, host: stall.name)
         s.start = Self.now()
@@ -57,6 +57,13 @@ extension HostsRun {
         print("kiln-chaos hosts: \(stall.name) resumed (SIGCONT) after \(s.end - s.start) ms")
         await waitRejoined(&s, tail: tail)
         locked { faults.append(s) }
+    }
+
+    /// Whether a host runs a sleep (on its async loop) and a spin (in its pool) that will be run
+    /// again if it loses them.
+    static func midJob(_ running: Set<String>, _ jobs: [String: HostJob]) -> Bool {
+        running.contains { jobs[$0]?.type == "chaos.sleep" && jobs[$0]?.rerunnable == true }
+            && running.contains { jobs[$0]?.type == "chaos.spin" }
     }
 
     /// Waits until the fault has lasted two leases and one of the host's in-flight jobs has

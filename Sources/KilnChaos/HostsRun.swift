@@ -122,7 +122,7 @@ final class HostsRun: @unchecked Sendable {
                     batch.append((EnqueueRequest(type: "chaos.sleep", payload: "{\"ms\":\(Int.random(in: 20...400, using: &rng))}", options: options), "chaos.sleep", .success))
                 case 50..<70:
                     options.kind = .cpu
-                    batch.append((EnqueueRequest(type: "chaos.spin", payload: "{\"n\":\(Int.random(in: 200_000...3_000_000, using: &rng))}", options: options), "chaos.spin", .success))
+                    batch.append((EnqueueRequest(type: "chaos.spin", payload: "{\"n\":\(Int.random(in: 1_000_000...12_000_000, using: &rng))}", options: options), "chaos.spin", .success))
                 case 70..<85:
                     options.retries = 2
                     batch.append((EnqueueRequest(type: "chaos.fail", payload: "{\"ms\":5}", options: options), "chaos.fail", .dead))
@@ -141,7 +141,7 @@ final class HostsRun: @unchecked Sendable {
     // MARK: watching for final states
 
     /// Polls the status of every job not yet seen final (pipelined, 2,000 per round trip) until all
-    /// are final or the deadline passes. A record that is gone is recorded as missing (the result
+    /// are final, the deadline passes or a worker exits. A record that is gone is recorded as missing (the result
     /// TTL is an hour, so nothing expires during the run).
     func watch(_ client: KilnClient, _ ids: [String], deadline: ContinuousClock.Instant) async -> (final: Set<String>, missing: Set<String>, lastFinal: Int64) {
         var open = ids
@@ -168,6 +168,10 @@ final class HostsRun: @unchecked Sendable {
                 }
             }
             open = still
+            if let dead = hosts.first(where: { $0.worker?.poll() != nil }) {
+                problem("\(dead.name)'s worker exited (status \(dead.worker?.poll() ?? -1)) during the run; see \(dead.log)")
+                break
+            }
             let n = final.count
             locked { finalCount = n }
             if !open.isEmpty { try? await Task.sleep(for: .milliseconds(250)) }
