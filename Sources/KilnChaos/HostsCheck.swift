@@ -127,21 +127,25 @@ struct HostsCheck {
             }.map(\.id))
             let rerun = inFlight.filter { id in (starts[id] ?? []).contains { $0.worker != f.host && $0.ms >= f.start } }
             // Late outcomes: executions in flight at the fault that ended by themselves after it
-            // began; their outcome could reach Redis only after the fault. Each was refused (the fencing token had
-            // moved on) or kept (no newer attempt had been leased); a kept one with a newer start is
-            // a violation, and so is a refusal logged for the attempt whose result the record holds.
+            // began; their outcome could reach Redis only after the fault. Each was refused (the
+            // fencing token had moved on: "result discarded" in the worker log) or written (no newer
+            // attempt had been leased). A success written over a newer attempt, or one neither
+            // written nor refused, is a violation; so is a refusal of the attempt the record holds.
             let late = ledger.filter { e in
                 guard e.kind == "start", e.worker == f.host, e.ms <= f.end, let end = end(of: e) else { return false }
                 return end.ms >= f.start && ["ok", "error"].contains(end.detail)
             }
             let refusedKeys = Set(host.discarded.map { "\($0.id) \($0.attempt)" })
             let refused = late.filter { refusedKeys.contains("\($0.id) \($0.attempt)") }
-            let kept = late.filter { e in
+            let lateOK = late.filter { end(of: $0)?.detail == "ok" }
+            let kept = lateOK.filter { e in
                 guard let r = records[e.id], r.status == .succeeded, let text = r.result,
                       let made = try? JSONText.decode(ChaosJobs.Made.self, from: text) else { return false }
                 return made.worker == f.host && made.attempt == e.attempt
             }
             let keptWrongly = kept.filter { e in (starts[e.id] ?? []).contains { $0.attempt > e.attempt } }
+            let unaccounted = lateOK.filter { e in !refusedKeys.contains("\(e.id) \(e.attempt)") && !kept.contains { $0.id == e.id } }
+            let failuresWritten = late.count - lateOK.count - refused.filter { end(of: $0)?.detail == "error" }.count
             let refusedButKept = host.discarded.filter { d in
                 guard let r = records[d.id], r.status == .succeeded, let text = r.result,
                       let made = try? JSONText.decode(ChaosJobs.Made.self, from: text) else { return false }
@@ -150,8 +154,8 @@ struct HostsCheck {
             let after = (starts.values.joined()).filter { $0.worker == f.host && $0.ms >= f.end }
             let samePid = after.filter { $0.detail == String(host.pid) }
             if inFlight.isEmpty || rerun.isEmpty { violations.append("\(f.kind.rawValue) \(f.host): none of its \(inFlight.count) in-flight jobs ran on another host") }
-            if !keptWrongly.isEmpty || !refusedButKept.isEmpty {
-                violations.append("\(f.kind.rawValue) \(f.host): late results kept over a newer attempt: \(keptWrongly.count), refused yet kept: \(refusedButKept.count)")
+            if !keptWrongly.isEmpty || !refusedButKept.isEmpty || !unaccounted.isEmpty {
+                violations.append("\(f.kind.rawValue) \(f.host): late successes kept over a newer attempt: \(keptWrongly.count), refused yet kept: \(refusedButKept.count), neither written nor refused: \(unaccounted.count)")
             }
             if f.kind == .cut && host.discarded.isEmpty { violations.append("link cut \(f.host): no late result was refused by the fencing token (none in its log)") }
             if !host.alive || samePid.isEmpty {
@@ -159,7 +163,7 @@ struct HostsCheck {
             }
             let what = f.kind == .cut ? "link down" : "SIGSTOP of \(f.stopped.count) process(es)"
             faultRows.append(("\(f.kind.rawValue) \(f.host)", "\(what) for \(ms(f.end - f.start)) at +\(ms(f.start - start)); \(inFlight.count) job(s) in flight, \(rerun.count) re-run on other hosts"))
-            faultRows.append(("  late outcomes of \(f.host)", "\(late.count) in-flight executions ended ok/error after it began: \(refused.count) refused as stale (worker log), \(kept.count) kept (no newer attempt), \(late.count - refused.count - kept.count) other (failures)"))
+            faultRows.append(("  late outcomes of \(f.host)", "\(late.count) in-flight executions ended ok/error after it began: \(refused.count) refused as stale (worker log), \(kept.count) successes and \(failuresWritten) failures written (no newer attempt yet)"))
             faultRows.append(("  \(f.host) after it", "first job \(f.rejoined.map { ms($0.ms - f.end) } ?? "never") later; \(after.count) executions after, \(samePid.count) of them I/O jobs in its original worker pid \(host.pid) (\(host.alive ? "never restarted" : "EXITED"))"))
         }
         for h in hosts where !h.alive { violations.append("\(h.name): worker process exited during the run") }
