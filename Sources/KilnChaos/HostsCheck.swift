@@ -121,19 +121,20 @@ struct HostsCheck {
         if faults.count != 2 { violations.append("faults staged: \(faults.count) of 2 (link cut, stall)") }
         for f in faults {
             guard let host = hosts.first(where: { $0.name == f.host }) else { continue }
-            // In flight: started before the fault began and not ended before it.
+            // In flight: started before the fault took effect and not ended before (an execution that
+            // ended while the `ip` command or the signals were under way is counted neither way).
             let inFlight = Set(ledger.filter { e in
-                e.kind == "start" && e.worker == f.host && e.ms <= f.start && (end(of: e).map { $0.ms >= f.start } ?? true)
+                e.kind == "start" && e.worker == f.host && e.ms <= f.applied && (end(of: e).map { $0.ms >= f.applied } ?? true)
             }.map(\.id))
             let rerun = inFlight.filter { id in (starts[id] ?? []).contains { $0.worker != f.host && $0.ms >= f.start } }
             // Late outcomes: executions in flight at the fault that ended by themselves after it
-            // began; their outcome could reach Redis only after the fault. Each was refused (the
+            // took effect; their outcome could reach Redis only after the fault. Each was refused (the
             // fencing token had moved on: "result discarded" in the worker log) or written (no newer
             // attempt had been leased). A success written over a newer attempt, or one neither
             // written nor refused, is a violation; so is a refusal of the attempt the record holds.
             let late = ledger.filter { e in
                 guard e.kind == "start", e.worker == f.host, e.ms <= f.end, let end = end(of: e) else { return false }
-                return end.ms >= f.start && ["ok", "error"].contains(end.detail)
+                return end.ms >= f.applied && ["ok", "error"].contains(end.detail)
             }
             let refusedKeys = Set(host.discarded.map { "\($0.id) \($0.attempt)" })
             let refused = late.filter { refusedKeys.contains("\($0.id) \($0.attempt)") }
@@ -163,7 +164,7 @@ struct HostsCheck {
             }
             let what = f.kind == .cut ? "link down" : "SIGSTOP of \(f.stopped.count) process(es)"
             faultRows.append(("\(f.kind.rawValue) \(f.host)", "\(what) for \(ms(f.end - f.start)) at +\(ms(f.start - start)); \(inFlight.count) job(s) in flight, \(rerun.count) re-run on other hosts"))
-            faultRows.append(("  late outcomes of \(f.host)", "\(late.count) in-flight executions ended ok/error after it began: \(refused.count) refused as stale (worker log), \(kept.count) successes and \(failuresWritten) failures written (no newer attempt yet)"))
+            faultRows.append(("  late outcomes of \(f.host)", "\(late.count) in-flight executions ended ok/error after it took effect: \(refused.count) refused as stale (worker log), \(kept.count) successes and \(failuresWritten) failures written (no newer attempt yet)"))
             faultRows.append(("  \(f.host) after it", "first job \(f.rejoined.map { ms($0.ms - f.end) } ?? "never") later; \(after.count) executions after, \(samePid.count) of them I/O jobs in its original worker pid \(host.pid) (\(host.alive ? "never restarted" : "EXITED"))"))
         }
         for h in hosts where !h.alive { violations.append("\(h.name): worker process exited during the run") }

@@ -25,6 +25,7 @@ extension HostsRun {
         f.start = Self.now()
         let before = tail.runningIDs(on: cut.name)
         do { try await cut.link(up: false) } catch { problem("cut: \(error)"); return }
+        f.applied = Self.now()
         tail.refresh()
         f.inFlight = before.union(tail.runningIDs(on: cut.name))
         print("kiln-chaos hosts: \(cut.name) cut off (link down) while running \(f.inFlight.count) job(s)")
@@ -45,6 +46,7 @@ extension HostsRun {
         s.start = Self.now()
         let running = tail.runningIDs(on: stall.name)
         do { s.stopped = try await stall.signalAll(SIGSTOP) } catch { problem("stall: \(error)"); return }
+        s.applied = Self.now()
         tail.refresh()
         s.inFlight = running.union(tail.runningIDs(on: stall.name))
         print("kiln-chaos hosts: \(stall.name) stalled (SIGSTOP to pids \(s.stopped.map(String.init).joined(separator: " "))) while running \(s.inFlight.count) job(s)")

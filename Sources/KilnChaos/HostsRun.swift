@@ -22,7 +22,10 @@ struct HostFault: Sendable {
     enum Kind: String, Sendable { case cut = "link cut", stall = "SIGSTOP" }
     let kind: Kind
     let host: String
+    /// Just before the fault was made (`ip link set … down`, SIGSTOP), just after it took effect,
+    /// and just before it was undone.
     var start: Int64 = 0
+    var applied: Int64 = 0
     var end: Int64 = 0
     /// Jobs the host was running (per the ledger) just before and just after the fault began.
     var inFlight: Set<String> = []
