@@ -10,8 +10,12 @@ struct HostsCheck {
         let pid: Int32
         /// The worker process was still the one started at the beginning when the drain ended.
         let alive: Bool
-        /// (job id, attempt) of every "result discarded" (a write refused by the fencing token) in its log.
+        /// (job id, attempt) of every "result discarded" in its log: an outcome the finish script
+        /// refused because the job's fencing token had moved on.
         let discarded: [(id: String, attempt: Int)]
+        /// (job id, attempt) of every "job stopped: its lease was lost": the heartbeat's renewal (also
+        /// fenced by the token) said so before the outcome was written, so nothing was.
+        let dropped: [(id: String, attempt: Int)]
     }
 
     let jobs: [HostJob]
@@ -35,10 +39,10 @@ struct HostsCheck {
     /// it runs out at most one lease after the fault ended.
     static let leaseMs = KilnDuration.milliseconds(HostsConfig.lease)
 
-    /// "result discarded" lines of a worker log (swift-log's `key=value` metadata).
-    static func discarded(log: String) -> [(id: String, attempt: Int)] {
+    /// (job id, attempt) of the lines of a worker log that contain `message` (swift-log's `key=value` metadata).
+    static func logged(_ message: String, in log: String) -> [(id: String, attempt: Int)] {
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").filter { $0.contains("result discarded") }.compactMap { line in
+        return text.split(separator: "\n").filter { $0.contains(message) }.compactMap { line in
             let words = line.split(separator: " ")
             guard let id = words.first(where: { $0.hasPrefix("job.id=") })?.dropFirst(7),
                   let attempt = words.first(where: { $0.hasPrefix("attempt=") }).flatMap({ Int($0.dropFirst(8)) }) else { return nil }
@@ -137,7 +141,9 @@ struct HostsCheck {
                 return end.ms >= f.applied && ["ok", "error"].contains(end.detail)
             }
             let refusedKeys = Set(host.discarded.map { "\($0.id) \($0.attempt)" })
+            let droppedKeys = Set(host.dropped.map { "\($0.id) \($0.attempt)" })
             let refused = late.filter { refusedKeys.contains("\($0.id) \($0.attempt)") }
+            let dropped = late.filter { droppedKeys.contains("\($0.id) \($0.attempt)") }
             let lateOK = late.filter { end(of: $0)?.detail == "ok" }
             let kept = lateOK.filter { e in
                 guard let r = records[e.id], r.status == .succeeded, let text = r.result,
@@ -145,8 +151,14 @@ struct HostsCheck {
                 return made.worker == f.host && made.attempt == e.attempt
             }
             let keptWrongly = kept.filter { e in (starts[e.id] ?? []).contains { $0.attempt > e.attempt } }
-            let unaccounted = lateOK.filter { e in !refusedKeys.contains("\(e.id) \(e.attempt)") && !kept.contains { $0.id == e.id } }
-            let failuresWritten = late.count - lateOK.count - refused.filter { end(of: $0)?.detail == "error" }.count
+            let unaccounted = lateOK.filter { e in
+                let key = "\(e.id) \(e.attempt)"
+                return !refusedKeys.contains(key) && !droppedKeys.contains(key) && !kept.contains { $0.id == e.id }
+            }
+            let failuresWritten = late.filter { e in
+                let key = "\(e.id) \(e.attempt)"
+                return end(of: e)?.detail == "error" && !refusedKeys.contains(key) && !droppedKeys.contains(key)
+            }.count
             let refusedButKept = host.discarded.filter { d in
                 guard let r = records[d.id], r.status == .succeeded, let text = r.result,
                       let made = try? JSONText.decode(ChaosJobs.Made.self, from: text) else { return false }
@@ -158,13 +170,15 @@ struct HostsCheck {
             if !keptWrongly.isEmpty || !refusedButKept.isEmpty || !unaccounted.isEmpty {
                 violations.append("\(f.kind.rawValue) \(f.host): late successes kept over a newer attempt: \(keptWrongly.count), refused yet kept: \(refusedButKept.count), neither written nor refused: \(unaccounted.count)")
             }
-            if f.kind == .cut && host.discarded.isEmpty { violations.append("link cut \(f.host): no late result was refused by the fencing token (none in its log)") }
+            if f.kind == .cut && refused.isEmpty && dropped.isEmpty {
+                violations.append("link cut \(f.host): no late outcome was refused or dropped by the fencing token (none in its log)")
+            }
             if !host.alive || samePid.isEmpty {
                 violations.append("\(f.kind.rawValue) \(f.host): did not rejoin in the same worker process (alive \(host.alive), I/O jobs in pid \(host.pid) afterwards: \(samePid.count))")
             }
             let what = f.kind == .cut ? "link down" : "SIGSTOP of \(f.stopped.count) process(es)"
             faultRows.append(("\(f.kind.rawValue) \(f.host)", "\(what) for \(ms(f.end - f.start)) at +\(ms(f.start - start)); \(inFlight.count) job(s) in flight, \(rerun.count) re-run on other hosts"))
-            faultRows.append(("  late outcomes of \(f.host)", "\(late.count) in-flight executions ended ok/error after it took effect: \(refused.count) refused as stale (worker log), \(kept.count) successes and \(failuresWritten) failures written (no newer attempt yet)"))
+            faultRows.append(("  late outcomes of \(f.host)", "\(late.count) in-flight executions ended ok/error after it took effect: \(refused.count) refused as stale by Redis, \(dropped.count) dropped by the worker (lease found lost first), \(kept.count) successes and \(failuresWritten) failures written (no newer attempt yet)"))
             faultRows.append(("  \(f.host) after it", "first job \(f.rejoined.map { ms($0.ms - f.end) } ?? "never") later; \(after.count) executions after, \(samePid.count) of them I/O jobs in its original worker pid \(host.pid) (\(host.alive ? "never restarted" : "EXITED"))"))
         }
         for h in hosts where !h.alive { violations.append("\(h.name): worker process exited during the run") }
@@ -190,9 +204,9 @@ struct HostsCheck {
         let rows = hosts.map { h -> [String] in
             let mine = ledger.filter { $0.kind == "start" && $0.worker == h.name }
             return [h.name, "\(h.pid)", "\(mine.count)", cut.map { f in "\(mine.filter { $0.ms >= f.end }.count)" } ?? "-",
-                    stall.map { f in "\(mine.filter { $0.ms >= f.end }.count)" } ?? "-", "\(h.discarded.count)"]
+                    stall.map { f in "\(mine.filter { $0.ms >= f.end }.count)" } ?? "-", "\(h.discarded.count)", "\(h.dropped.count)"]
         }
-        printTable(["host", "worker pid", "executions", "after the cut", "after the stall", "results refused (stale)"], rows)
+        printTable(["host", "worker pid", "executions", "after the cut", "after the stall", "outcomes refused (stale)", "jobs stopped (lease lost)"], rows)
 
         if violations.isEmpty {
             print("\nkiln-chaos hosts: PASS — no violations")

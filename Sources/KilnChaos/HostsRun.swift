@@ -102,7 +102,8 @@ final class HostsRun: @unchecked Sendable {
             jobs: jobs, records: records, observedFinal: observed.final, missing: observed.missing, ledger: Ledger.read(ledger),
             faults: locked { faults }, driverProblems: locked { problems },
             hosts: hosts.map { HostsCheck.Host(name: $0.name, pid: $0.worker?.pid ?? 0, alive: alive[$0.name] ?? false,
-                                                discarded: HostsCheck.discarded(log: $0.log)) },
+                                                discarded: HostsCheck.logged("result discarded", in: $0.log),
+                                                dropped: HostsCheck.logged("job stopped: its lease was lost", in: $0.log)) },
             start: t0, enqueueMs: enqueued, drainMs: drained, lastFinishedAt: records.values.compactMap(\.finishedAt).max() ?? 0)
         return check.report()
     }
