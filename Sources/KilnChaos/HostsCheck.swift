@@ -89,7 +89,9 @@ struct HostsCheck {
             for (attempt, same) in Dictionary(grouping: list, by: \.attempt) where same.count > 1 {
                 underOneLease.append("\(id) attempt \(attempt) on \(same.map(\.worker))")
             }
-            for e in list.sorted(by: { $0.ms < $1.ms }).dropLast() where end(of: e)?.detail != "error" {
+            // In lease order: attempts are numbered by Redis as it leases them, while a start line
+            // is written when the handler begins (a stalled host writes it after it resumes).
+            for e in list.sorted(by: { ($0.attempt, $0.ms) < ($1.attempt, $1.ms) }).dropLast() where end(of: e)?.detail != "error" {
                 if let f = fault(caught: e) {
                     if e.ms > f.end { duplicates["\(f.kind.rawValue) \(f.host)", default: (0, 0)].across += 1 } else {
                         duplicates["\(f.kind.rawValue) \(f.host)", default: (0, 0)].inFlight += 1
@@ -193,7 +195,7 @@ struct HostsCheck {
             ("executions (ledger)", "\(executions) for \(starts.count) jobs"),
             ("executions under one lease", "\(underOneLease.count)"),
             ("duplicate executions", "\(duplicates.values.map { $0.inFlight + $0.across }.reduce(0, +)): "
-                + duplicates.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.inFlight) in flight + \($0.value.across) leased by a request delayed across it" }.joined(separator: "; ")
+                + duplicates.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.inFlight) in flight + \($0.value.across) started after it on a lease taken before it ended" }.joined(separator: "; ")
                 + "; unexplained \(unexplained.count)"),
             ("other outcomes than planned", "\(otherOutcomes) (worker_lost: last attempt caught by a fault), unexplained \(otherUnexplained.count)"),
             ("drain time", "\(ms(drainMs)) from the first enqueue to the last final state seen (last finished_at +\(ms(lastFinishedAt - start)))"),

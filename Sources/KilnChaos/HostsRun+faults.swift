@@ -14,9 +14,10 @@ extension HostsRun {
 
     func drive(cut: NetnsHost, stall: NetnsHost, jobs: [String: HostJob], total: Int) async {
         let tail = LedgerTail(path: ledger)
-        // (a) Cut `cut` off mid-job, once 8 % of the jobs are final and it runs a sleep and a spin
-        // (in its pool), jobs that are run again when lost; plug it back once its lease has long expired and one of its jobs has
-        // started on another host; then it must take jobs again, in the same worker process.
+        // (a) Cut `cut` off mid-job, once 8 % of the jobs are final and it runs a sleep and a spin (in
+        // its pool), jobs that are run again when lost; plug it back in once its leases have long
+        // expired and one of its jobs has started on another host; then it must take jobs again, in
+        // the same worker process.
         guard await waitFor("\(cut.name) running a sleep and a spin after 8 % of the jobs", deadline: .seconds(120), {
             tail.refresh()
             return self.progress(total) >= 0.08 && Self.midJob(tail.runningIDs(on: cut.name), jobs)
@@ -29,7 +30,7 @@ extension HostsRun {
         tail.refresh()
         f.inFlight = before.union(tail.runningIDs(on: cut.name))
         print("kiln-chaos hosts: \(cut.name) cut off (link down) while running \(f.inFlight.count) job(s)")
-        await waitReclaimed(&f, tail: tail, jobs: jobs)
+        await waitReclaimed(f, tail: tail)
         f.end = Self.now()
         do { try await cut.link(up: true) } catch { problem("cut: \(error)") }
         print("kiln-chaos hosts: \(cut.name) back on the network after \(f.end - f.start) ms")
@@ -50,7 +51,7 @@ extension HostsRun {
         tail.refresh()
         s.inFlight = running.union(tail.runningIDs(on: stall.name))
         print("kiln-chaos hosts: \(stall.name) stalled (SIGSTOP to pids \(s.stopped.map(String.init).joined(separator: " "))) while running \(s.inFlight.count) job(s)")
-        await waitReclaimed(&s, tail: tail, jobs: jobs)
+        await waitReclaimed(s, tail: tail)
         s.end = Self.now()
         do {
             for p in s.stopped { kill(p, SIGCONT) }
@@ -70,8 +71,7 @@ extension HostsRun {
 
     /// Waits until the fault has lasted two leases and one of the host's in-flight jobs has
     /// started on another host (its lease expired, a reaper put it back, another worker took it).
-    private func waitReclaimed(_ f: inout HostFault, tail: LedgerTail, jobs: [String: HostJob]) async {
-        let fault = f
+    private func waitReclaimed(_ fault: HostFault, tail: LedgerTail) async {
         let earliest = fault.start + 2 * KilnDuration.milliseconds(HostsConfig.lease)
         let ok = await waitFor("one of \(fault.host)'s in-flight jobs to start on another host (\(fault.kind.rawValue))", deadline: Self.stepDeadline) {
             tail.refresh()
