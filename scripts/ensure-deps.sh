@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Kiln needs to build and test, when it is missing: hiredis (headers + library),
-# redis-server, pkg-config. Safe to run repeatedly; does nothing when all is present.
+# redis-server, pkg-config; with --hosts also iproute2 (`ip netns`, for make test-hosts). Safe to run
+# repeatedly; does nothing when all is present.
 set -euo pipefail
 
 missing=()
@@ -8,6 +9,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if [ "${1:-}" = --hosts ]; then command -v ip >/dev/null 2>&1 || missing+=(iproute2); fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -30,6 +30,8 @@ case "worker":
         FileHandle.standardError.write(Data("kiln-chaos worker: \(error)\n".utf8))
         exit(1)
     }
+case "hosts":  // the multi-host run (scripts/test-hosts.sh, docs/multi-host.md)
+    exit(await HostsCommand.main(Array(args.dropFirst())))
 case "run", nil:
     let config = ChaosConfig(
         seconds: Int(env["CHAOS_SECONDS"] ?? "") ?? 180,
@@ -43,6 +45,6 @@ case "run", nil:
         exit(2)
     }
 default:
-    FileHandle.standardError.write(Data("usage: kiln-chaos [run | worker]   (CHAOS_SECONDS, CHAOS_JOBS, CHAOS_SEED)\n".utf8))
+    FileHandle.standardError.write(Data("usage: kiln-chaos [run | worker | hosts]   (CHAOS_SECONDS, CHAOS_JOBS, CHAOS_SEED)\n".utf8))
     exit(2)
 }
