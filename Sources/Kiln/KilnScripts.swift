@@ -10,6 +10,14 @@ public enum KilnScripts {
     /// Shared helpers prepended to every script: the version line, the checks of
     /// `KilnScripts+validation.swift`, then these.
     static let prelude = "-- kiln scripts v\(version)\n" + validation + """
+    -- Redis's own clock in ms. A lease runs from the later of the worker's `now` and this: a
+    -- request that waited in a worker's connection while the link was down (it can arrive seconds
+    -- late) must not lease a job until a moment already past, or another worker's reaper takes it
+    -- back at once while it runs here (a second run while the first is alive).
+    local function redis_ms()
+      local t = redis.call('TIME')
+      return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
     -- Marks a job final: one HSET, its TTL, and its done list (RPUSH + TTL) for waiters.
     -- `ttl` is the job's result_ttl_ms if the caller already read it (saves an HGET).
     local function finalize(P, id, status, now, etype, emsg, ttl, result)
@@ -110,6 +118,7 @@ public enum KilnScripts {
     public static let fetch = Script(name: "fetch", body: """
     local P, now, count, worker, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
     local margin, now_text = tonumber(ARGV[6]), ARGV[2]
+    local lease_from = math.max(now, redis_ms())
     local out, leases = {}, {}
     -- Lease deadlines as text, made once per distinct timeout (number to text is slow in Lua).
     local deadline_text = {}
@@ -139,7 +148,7 @@ public enum KilnScripts {
             local job_lease = lease
             local timeout = tonumber(f[7])
             if margin and timeout and timeout + margin < job_lease then job_lease = timeout + margin end
-            dl = string.format('%d', now + job_lease)
+            dl = string.format('%d', lease_from + job_lease)
             deadline_text[f[7] or ''] = dl
           end
           leases[#leases + 1] = dl
@@ -198,14 +207,19 @@ public enum KilnScripts {
     return 'finished:' .. st
     """)
 
-    /// KEYS: running. ARGV: P, new lease deadline, then id, token pairs.
-    /// Extends the lease of every job still running under its token. Returns a flat array of
+    /// KEYS: running. ARGV: P, new lease deadline, lease_ms, then id, token pairs.
+    /// Extends the lease of every job still running under its token, to the later of the given
+    /// deadline and Redis's clock + lease_ms (a renewal that arrives late still renews for a whole
+    /// lease, rather than to a moment already past). Returns a flat array of
     /// id, reason pairs for jobs the worker must stop: 'cancel' (cancel requested) or 'lost'
     /// (the lease was lost and the job belongs to someone else now).
     public static let extend = Script(name: "extend", body: """
     local P, deadline = ARGV[1], tonumber(ARGV[2])
+    local lease = tonumber(ARGV[3])
+    if lease then deadline = math.max(deadline, redis_ms() + lease) end
+    deadline = string.format('%d', deadline)
     local out = {}
-    for i = 3, #ARGV, 2 do
+    for i = 4, #ARGV, 2 do
       local id, token = ARGV[i], ARGV[i + 1]
       local f = redis.call('HMGET', P .. 'job:' .. id, 'token', 'status', 'cancel_requested')
       if f[1] ~= token or f[2] ~= 'running' then

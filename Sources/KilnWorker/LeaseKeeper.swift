@@ -92,9 +92,10 @@ public final class LeaseKeeper: Service, Sendable {
 
     /// One renewal pass, blocking; called on the heartbeat thread.
     func renew() throws {
-        let deadline = String(JobRunner.nowMs() + KilnDuration.milliseconds(options.lease))
+        let lease = KilnDuration.milliseconds(options.lease)
+        let deadline = String(JobRunner.nowMs() + lease)
         for (queue, jobs) in running.byQueue() {
-            var args = [keys.queuePrefix(queue), deadline]
+            var args = [keys.queuePrefix(queue), deadline, String(lease)]
             for j in jobs { args.append(j.id); args.append(j.token) }
             let reply = try scripts.runBlocking(KilnScripts.extend, keys: [keys.running(queue)], args: args)
             let f = reply.array.map { $0.string ?? "" }

@@ -15,7 +15,7 @@ import Glibc
     /// The rules after `ACL SETUSER kiln-producer reset on >PASSWORD`, exactly as in docs/security.md.
     static let producerRules = "resetchannels &kiln:cancel -@all +script|load +evalsha +sadd +smembers +exists +hgetall +llen +zcard +zrange +blmove +hset +hget +lpush +rpush +lrem +zrem +pexpire +del +publish ~kiln:queues ~kiln:{*}:pending:* ~kiln:{*}:scheduled ~kiln:{*}:job:* ~kiln:{*}:done:* %R~kiln:{*}:running %R~kiln:{*}:dead"
     /// The rules after `ACL SETUSER kiln-worker reset on >PASSWORD`, exactly as in docs/security.md.
-    static let workerRules = "resetchannels &kiln:cancel -@all +ping +subscribe +script|load +evalsha +blmove +rpop +lpush +rpush +hmget +hget +hset +hdel +hincrby +exists +zadd +zrem +zrange +zrangebyscore +zcard +zscore +scan +pexpire +del ~kiln:{*}:pending:* ~kiln:{*}:running ~kiln:{*}:scheduled ~kiln:{*}:dead ~kiln:{*}:job:* ~kiln:{*}:done:*"
+    static let workerRules = "resetchannels &kiln:cancel -@all +ping +subscribe +script|load +evalsha +blmove +rpop +lpush +rpush +hmget +hget +hset +hdel +hincrby +exists +zadd +zrem +zrange +zrangebyscore +zcard +zscore +scan +pexpire +del +time ~kiln:{*}:pending:* ~kiln:{*}:running ~kiln:{*}:scheduled ~kiln:{*}:dead ~kiln:{*}:job:* ~kiln:{*}:done:*"
     /// The admin user the doc tells operators to create before disabling `default`.
     static let adminRules = "on >ADMIN_PASSWORD ~* &* +@all"
 
@@ -221,7 +221,7 @@ import Glibc
                                                  args: [P, now, "10"])
             }
             await expectDenied("extend") {
-                _ = try await client.scripts.run(KilnScripts.extend, keys: [k.running(q)], args: [P, now, job.id, "1"])
+                _ = try await client.scripts.run(KilnScripts.extend, keys: [k.running(q)], args: [P, now, "2000", job.id, "1"])
             }
             await expectDenied("release") {
                 _ = try await client.scripts.run(KilnScripts.release, keys: [k.running(q), k.pending(q, .io)], args: [P, job.id, "1", "io", now])
