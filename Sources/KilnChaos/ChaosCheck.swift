@@ -181,6 +181,7 @@ struct ChaosCheck {
             ("other outcomes than planned", "\(unexpected) (retries used up by kills, worker_lost)"),
             ("chaos events", Dictionary(grouping: events, by: \.kind.rawValue).sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value.count)" }.joined(separator: ", ")),
             ("drain time", lost.isEmpty ? "\(Self.seconds(drainMs)) from the end of the chaos phase to the last final state"
+                + (lastFinalMs < chaosEndMs ? " (all final \(Self.seconds(chaosEndMs - lastFinalMs)) before it ended)" : "")
                 : "incomplete: \(lost.count) job(s) never final; last final \(Self.seconds(drainMs)) after the chaos phase"),
             ("executions per second", execText),
             ("Redis keys before / after TTL", keysText),
