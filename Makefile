@@ -37,7 +37,8 @@ test-hosts:
 demo: release
 	.build/release/kiln demo
 
-# A bounded chaos run (default about 3 minutes; CHAOS_SECONDS, CHAOS_JOBS, CHAOS_SEED to change it):
+# A bounded chaos run (default about 3 minutes; CHAOS_SECONDS, CHAOS_JOBS, CHAOS_SEED, CHAOS_MIX=standard|poison
+# to change it):
 # kills, stops and restarts workers and Redis while jobs flow, then checks nothing was lost.
 chaos: deps
 	$(RELEASE) --product kiln-chaos

@@ -101,7 +101,8 @@ struct Workloads {
 
     /// Pre-enqueues `requests`, then starts one worker and waits until the queue is empty.
     /// Commands are counted from just before the worker starts to the moment the queue is empty.
-    mutating func drain(prefix: String, requests: [EnqueueRequest], concurrency: Int, processes: Int, name: String) async throws -> DrainResult {
+    /// `failing`: how many of the jobs are meant to end `failed` (the rest must succeed).
+    mutating func drain(prefix: String, requests: [EnqueueRequest], concurrency: Int, processes: Int, name: String, failing: Int = 0) async throws -> DrainResult {
         try await env.flushAll()
         let client = try client(prefix)
         defer { client.close() }
@@ -127,7 +128,7 @@ struct Workloads {
         let after = try await env.commandStats()
         await env.stopWorker(worker)
         let times = try await env.readTimes(keys: keys, queue: queue, ids: ids)
-        if times.succeeded != ids.count {
+        if times.succeeded != ids.count - failing || times.other["failed", default: 0] != failing {
             throw BenchError("\(times.succeeded)/\(ids.count) succeeded; others: \(times.other); worker log: \(env.workerLogTail(name))")
         }
         return DrainResult(times: times, perJob: BenchEnv.perJob(before: before, after: after, jobs: ids.count), peakRSSMB: peak, clientWall: wall, jobs: ids.count,
@@ -348,21 +349,5 @@ struct Workloads {
             ("sleeps_finished_during_cpu", .int(overlapped)), ("cpu_jobs_at_once_max", .int(maxAtOnce)), ("cpu_job_mean_run_ms", .num(meanRun)),
             ("machine_cpu_seconds_per_second", .num(machineBusy)),
         ]))
-    }
-
-    // MARK: W6 pool overhead
-
-    mutating func w6() async throws {
-        let n = config.w6Jobs
-        let procs = config.w6Processes
-        let r = try await drain(prefix: "bench-w6", requests: (0..<n).map { _ in EnqueueRequest(type: "sha256", payload: "{\"data\":\"x\"}", options: JobOptions(kind: .cpu)) },
-                                concurrency: 256, processes: procs, name: "w6")
-        report.figures.append(Figure(workload: "W6", name: "\(n) × sha256 {\"data\":\"x\"} over \(procs) pool processes", value: r.rate, unit: "jobs/s",
-                                     target: .atLeast(20_000), limit: .rpop))
-        report.commandBreakdown.append(("W6 pool jobs", r.perJob))
-        report.cpuBreakdown.append(("W6 pool jobs", r.cpuPerJob))
-        detail("w6", .obj([("jobs", .int(n)), ("processes", .int(procs)), ("first_start_to_last_finish_ms", .int(Int(r.times.spanMs))), ("jobs_per_s", .num(r.rate)),
-                           ("client_wall_s", .num(seconds(r.clientWall))), ("worker_peak_rss_mb", .opt(r.peakRSSMB)), ("commands_per_job", .num(r.perJob.first?.1 ?? 0))]))
-        try await env.flushAll()
     }
 }

@@ -8,15 +8,37 @@ import KilnWorker
 
 /// Checks a finished chaos run against the ledger and prints the table. Violations: a lost job, a
 /// stale overwrite, two executions under one lease, an unexplained duplicate execution, a cancel
-/// or timeout not honoured, or keys left behind after the result TTL.
+/// or timeout not honoured, a drain longer than `maxDrain` after the chaos phase, or keys left
+/// behind after the result TTL that are not explained.
 struct ChaosCheck {
     let run: ChaosRun
-    let finals: [String: JobRecord]
+    /// Every job seen final by the observer, with its record as first seen final.
+    let observed: [String: ChaosObserver.Seen]
     let ledger: [Ledger.Entry]
-    let keysBefore: Int
-    let keysAfter: Int
+    let startedMs: Int64
+    let chaosEndMs: Int64
+    let keysBefore: Set<String>
+    /// nil if the keys could not be listed.
+    let keysAfter: Set<String>?
+
+    /// Keys that legitimately outlive every job, with the reason.
+    static let explainedKeys: [String: String] = [
+        "kiln:queues": "the queue registry: names of queues ever enqueued to, kept by design",
+    ]
+
+    init(run: ChaosRun, finals: [String: ChaosObserver.Seen], ledger: [Ledger.Entry], startedMs: Int64, chaosEndMs: Int64,
+         keysBefore: Set<String>, keysAfter: Set<String>?) {
+        self.run = run
+        self.observed = finals
+        self.ledger = ledger
+        self.startedMs = startedMs
+        self.chaosEndMs = chaosEndMs
+        self.keysBefore = keysBefore
+        self.keysAfter = keysAfter
+    }
 
     func report() -> Bool {
+        let finals = observed.mapValues(\.record)
         let accepted = run.accepted
         let events = run.events
         var violations: [String] = []
@@ -31,7 +53,7 @@ struct ChaosCheck {
             guard let r = finals[a.id], r.isFinal else { lost.append(a.id); continue }
             byStatus[r.statusText, default: 0] += 1
         }
-        if !lost.isEmpty { violations.append("lost: \(lost.count) accepted job(s) without a final record, e.g. \(lost.prefix(3))") }
+        if !lost.isEmpty { violations.append("lost: \(lost.count) accepted job(s) never seen final, e.g. \(lost.prefix(3))") }
 
         // Stale overwrites: a success written by an attempt other than the record's last.
         var stale = 0
@@ -117,8 +139,34 @@ struct ChaosCheck {
             let want: JobStatus = a.expect == .success ? .succeeded : (a.expect == .dead ? .dead : .timedOut)
             if r.status != want { unexpected += 1 }
         }
-        if keysAfter < 0 || keysAfter > keysBefore + 5 {
-            violations.append("keys after TTL: \(keysAfter), baseline \(keysBefore)")
+        // Drain: from the end of the chaos phase to the last final state (its finished_at as
+        // written by Redis, else when the observer saw it).
+        let lastFinalMs = observed.values.map { $0.record.finishedAt ?? $0.observedMs }.max() ?? chaosEndMs
+        let drainMs = max(0, lastFinalMs - chaosEndMs)
+        if drainMs > Int64(run.config.maxDrain.components.seconds * 1000) {
+            violations.append("drain: last final \(Self.seconds(drainMs)) after the chaos phase (limit \(run.config.maxDrain))")
+        }
+        let startTimes = ledger.filter { $0.kind == "start" }.map(\.ms)
+        let during = startTimes.filter { $0 < chaosEndMs }.count
+        let after = startTimes.filter { $0 >= chaosEndMs }.count
+        let chaosSeconds = Double(max(1, chaosEndMs - startedMs)) / 1000
+        let afterText = drainMs > 0
+            ? String(format: "%.1f/s", Double(after) / (Double(drainMs) / 1000)) + " (\(after) in \(Self.seconds(drainMs)))"
+            : "\(after) (nothing left to run)"
+        let execText = String(format: "during chaos %.1f/s", Double(during) / chaosSeconds) + "; after it " + afterText
+
+        // Keys left once every result TTL has passed, by name, against the baseline.
+        var keysText = "unknown (could not list keys)"
+        if let keysAfter {
+            let left = keysAfter.subtracting(keysBefore).sorted()
+            let unexplained = left.filter { Self.explainedKeys[$0] == nil }
+            let names = left.prefix(12).map { Self.explainedKeys[$0] != nil ? "\($0) (explained)" : $0 }.joined(separator: ", ")
+            keysText = "\(keysBefore.count) / \(keysAfter.count); left: \(left.isEmpty ? "none" : names + (left.count > 12 ? ", ..." : "")); unexplained \(unexplained.count)"
+            if !unexplained.isEmpty {
+                violations.append("keys left after TTL: \(unexplained.count), e.g. \(unexplained.prefix(10))")
+            }
+        } else {
+            violations.append("keys after TTL: could not list them")
         }
 
         let table: [(String, String)] = [
@@ -132,7 +180,11 @@ struct ChaosCheck {
             ("timeouts honoured", "\(timeoutHonoured)/\(timeoutJobs.count)"),
             ("other outcomes than planned", "\(unexpected) (retries used up by kills, worker_lost)"),
             ("chaos events", Dictionary(grouping: events, by: \.kind.rawValue).sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value.count)" }.joined(separator: ", ")),
-            ("Redis keys before / after TTL", "\(keysBefore) / \(keysAfter)"),
+            ("drain time", lost.isEmpty ? "\(Self.seconds(drainMs)) from the end of the chaos phase to the last final state"
+                + (lastFinalMs < chaosEndMs ? " (all final \(Self.seconds(chaosEndMs - lastFinalMs)) before it ended)" : "")
+                : "incomplete: \(lost.count) job(s) never final; last final \(Self.seconds(drainMs)) after the chaos phase"),
+            ("executions per second", execText),
+            ("Redis keys before / after TTL", keysText),
         ]
         let w = table.map(\.0.count).max() ?? 0
         print("\n| check | result |\n|---|---|")
@@ -143,8 +195,15 @@ struct ChaosCheck {
             print("\nkiln-chaos: FAIL")
             for v in violations { print("  violation: \(v)") }
         }
+        if let keysAfter, !keysAfter.subtracting(keysBefore).isEmpty {
+            for k in keysAfter.subtracting(keysBefore).sorted() {
+                if let why = Self.explainedKeys[k] { print("  key \(k): \(why)") }
+            }
+        }
         return violations.isEmpty
     }
+
+    static func seconds(_ ms: Int64) -> String { String(format: "%.1f s", Double(ms) / 1000) }
 }
 
 /// What `appendfsync everysec` can lose when the Redis host dies, next to `always`.

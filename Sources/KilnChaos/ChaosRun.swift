@@ -12,7 +12,10 @@ struct ChaosConfig {
     var seconds: Int
     var jobs: Int
     var seed: UInt64
+    var mix: ChaosMix = .standard
     var workers = 3
+    /// The longest the jobs may take to drain after the chaos phase ends (a violation beyond it).
+    var maxDrain: Duration = .seconds(30)
 }
 
 /// A deterministic generator (SplitMix64), so a run can be replayed with CHAOS_SEED.
@@ -66,8 +69,6 @@ final class ChaosRun: @unchecked Sendable {
     private(set) var rejected = 0
     private(set) var cancels: [CancelRequest] = []
     private var producing = true
-    private var nextToCollect = 0
-    private var finals: [String: JobRecord] = [:]
 
     init(config: ChaosConfig) {
         self.config = config
@@ -85,15 +86,23 @@ final class ChaosRun: @unchecked Sendable {
 
     func run() async throws -> Bool {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        print("kiln-chaos: \(config.seconds) s, \(config.jobs) jobs, \(config.workers) workers, seed \(config.seed), dir \(dir)")
+        print("kiln-chaos: \(config.seconds) s, \(config.jobs) jobs, mix \(config.mix.rawValue), \(config.workers) workers, seed \(config.seed), dir \(dir)")
         redis = try LocalRedisServer(extraArgs: ["--appendonly", "yes", "--appendfsync", "always"], dir: dir + "/redis")
-        let baseline = try await keyCount()
+        let baseline = try await keyNames()
         for _ in 0..<config.workers { try startWorker() }
         let client = try KilnClient(options: KilnClientOptions(
             redis: try RedisConfiguration(url: redis.url), retry: RetryPolicy(attempts: 100, backoff: .milliseconds(100))))
         defer { client.close() }
 
         let started = ContinuousClock.now
+        let startedMs = Self.now()
+        // The observer watches every accepted job from the first enqueue until all are final (or
+        // the deadline), so each final record is seen while it exists, whatever order jobs end in.
+        let observer = ChaosObserver(client: client, queue: "chaos")
+        let observing = Task {
+            await observer.observe(accepted: { self.locked { self.accepted } }, producing: { self.locked { self.producing } },
+                                   deadline: started + .seconds(self.config.seconds) + self.config.maxDrain + .seconds(90))
+        }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await self.produce(client)
@@ -101,18 +110,19 @@ final class ChaosRun: @unchecked Sendable {
             }
             group.addTask { await self.drive(client) }
             group.addTask { await self.cancelSome(client, until: started + .seconds(self.config.seconds)) }
-            // Collectors wait on each accepted job's future while the run goes on, so every final
-            // record is seen before its result TTL runs out.
-            for _ in 0..<8 { group.addTask { await self.collect(client, deadline: started + .seconds(self.config.seconds + 240)) } }
         }
-        print("kiln-chaos: chaos and drain over after \(KilnDuration.format(ContinuousClock.now - started))")
-        let finals = locked { self.finals }
-        // Keep the workers (and their reapers) up while finished records expire, then count keys.
+        let chaosEndMs = Self.now()
+        print("kiln-chaos: chaos phase over after \(KilnDuration.format(ContinuousClock.now - started))")
+        await observing.value
+        print("kiln-chaos: observation over after \(KilnDuration.format(ContinuousClock.now - started))")
+        let finals = observer.finals
+        // Keep the workers (and their reapers) up while finished records expire, then list the keys.
         let ttlWait = ContinuousClock.now + .seconds(Self.resultTTLSeconds + 2)
         while ContinuousClock.now < ttlWait { try? await Task.sleep(for: .milliseconds(500)) }
-        let keysAfter = (try? await keyCount()) ?? -1
+        let keysAfter = try? await keyNames()
         stopAllWorkers()
-        let check = ChaosCheck(run: self, finals: finals, ledger: Ledger.read(ledger), keysBefore: baseline, keysAfter: keysAfter)
+        let check = ChaosCheck(run: self, finals: finals, ledger: Ledger.read(ledger), startedMs: startedMs, chaosEndMs: chaosEndMs,
+                               keysBefore: baseline, keysAfter: keysAfter)
         let ok = check.report()
         let everysec = await EverysecProbe.run(dir: dir + "/probe")
         print("\nAOF trade-off (\(EverysecProbe.jobs) jobs enqueued, then redis-server kill -9 right after the last ack):")
@@ -160,10 +170,19 @@ final class ChaosRun: @unchecked Sendable {
         }
     }
 
-    func keyCount() async throws -> Int {
+    /// Every key in the run's Redis, by name (SCAN).
+    func keyNames() async throws -> Set<String> {
         let c = RedisConnection(configuration: try RedisConfiguration(url: redis.url))
         defer { c.close() }
-        return try await c.send(["DBSIZE"]).int ?? -1
+        var names = Set<String>()
+        var cursor = "0"
+        repeat {
+            let reply = try await c.send(["SCAN", cursor, "COUNT", "1000"]).array
+            guard reply.count == 2, let next = reply[0].string else { throw ChaosConfigError(description: "unexpected SCAN reply") }
+            cursor = next
+            for k in reply[1].array { if let name = k.string { names.insert(name) } }
+        } while cursor != "0"
+        return names
     }
 
     // MARK: producer
@@ -174,27 +193,8 @@ final class ChaosRun: @unchecked Sendable {
         let pause = Duration.milliseconds(Int64(window * 1000 / Double(max(1, config.jobs))))
         let ttl = Duration.seconds(Self.resultTTLSeconds)
         for _ in 0..<config.jobs {
-            let roll = Int.random(in: 0..<100, using: &rng)
-            let type: String, payload: String, expect: Accepted.Expect
-            var options = JobOptions(queue: "chaos", timeout: .seconds(30), retries: 3, resultTTL: ttl)
-            switch roll {
-            case 0..<45:
-                type = "chaos.sleep"; payload = "{\"ms\":\(Int.random(in: 20...600, using: &rng))}"; expect = .success
-            case 45..<65:
-                type = "chaos.spin"; payload = "{\"n\":\(Int.random(in: 2_000_000...40_000_000, using: &rng))}"; expect = .success
-                options.kind = .cpu
-            case 65..<75:
-                type = "chaos.fail"; payload = "{\"ms\":5}"; expect = .dead
-                options.retries = 2
-            case 75..<80:
-                type = "chaos.crash"; payload = "null"; expect = .dead
-                options.retries = 1
-                options.kind = .cpu
-            default:
-                type = "chaos.sleep"; payload = "{\"ms\":5000}"; expect = .timedOut
-                options.timeout = .milliseconds(150)
-                options.retries = 0
-            }
+            let pick = config.mix.pick(&rng, queue: "chaos", ttl: ttl)
+            let (type, payload, expect, options) = (pick.type, pick.payload, pick.expect, pick.options)
             do {
                 let job = try await client.enqueue(type, json: payload, options: options)
                 locked { accepted.append(Accepted(id: job.id, type: type, expect: expect)) }
@@ -271,35 +271,6 @@ final class ChaosRun: @unchecked Sendable {
             let ms = Self.now()
             if let outcome = try? await client.cancel(pick.id, queue: "chaos", wait: .zero) {
                 locked { cancels.append(CancelRequest(id: pick.id, outcome: outcome, ms: ms)) }
-            }
-        }
-    }
-
-    /// Takes accepted jobs in order and waits for each to be final (until `deadline`).
-    func collect(_ client: KilnClient, deadline: ContinuousClock.Instant) async {
-        while ContinuousClock.now < deadline {
-            let next: Accepted?? = locked {
-                if nextToCollect < accepted.count {
-                    defer { nextToCollect += 1 }
-                    return .some(accepted[nextToCollect])
-                }
-                return producing ? .some(nil) : .none
-            }
-            guard let pick = next else { return }  // all produced and taken
-            guard let job = pick else {
-                try? await Task.sleep(for: .milliseconds(20))  // the producer has not caught up yet
-                continue
-            }
-            while ContinuousClock.now < deadline {
-                do {
-                    let r = try await client.wait(job.id, queue: "chaos", timeout: deadline - ContinuousClock.now)
-                    locked { finals[job.id] = r }
-                    break
-                } catch let e as KilnError where e.code == .noSuchJob || e.code == .waitTimedOut {
-                    break  // counted as lost by the check
-                } catch {
-                    try? await Task.sleep(for: .milliseconds(100))  // Redis is away: wait again
-                }
             }
         }
     }

@@ -33,10 +33,17 @@ case "worker":
 case "hosts":  // the multi-host run (scripts/test-hosts.sh, docs/multi-host.md)
     exit(await HostsCommand.main(Array(args.dropFirst())))
 case "run", nil:
+    let mixName = env["CHAOS_MIX"].flatMap { $0.isEmpty ? nil : $0 } ?? "standard"
+    guard let mix = ChaosMix(rawValue: mixName) else {
+        let e = ChaosConfigError(description: "CHAOS_MIX=\(mixName) is not a mix: use \(ChaosMix.allCases.map(\.rawValue).joined(separator: " or ")) (see docs/reliability.md)")
+        FileHandle.standardError.write(Data("kiln-chaos: \(e)\n".utf8))
+        exit(2)
+    }
     let config = ChaosConfig(
         seconds: Int(env["CHAOS_SECONDS"] ?? "") ?? 180,
         jobs: Int(env["CHAOS_JOBS"] ?? "") ?? 3000,
-        seed: UInt64(env["CHAOS_SEED"] ?? "") ?? UInt64(Date().timeIntervalSince1970))
+        seed: UInt64(env["CHAOS_SEED"] ?? "") ?? UInt64(Date().timeIntervalSince1970),
+        mix: mix)
     do {
         let ok = try await ChaosRun(config: config).run()
         exit(ok ? 0 : 1)
@@ -45,6 +52,7 @@ case "run", nil:
         exit(2)
     }
 default:
-    FileHandle.standardError.write(Data("usage: kiln-chaos [run | worker | hosts]   (CHAOS_SECONDS, CHAOS_JOBS, CHAOS_SEED)\n".utf8))
+    FileHandle.standardError.write(Data("usage: kiln-chaos [run | worker | hosts]   (CHAOS_SECONDS, CHAOS_JOBS, CHAOS_SEED, CHAOS_MIX=standard|poison)
+".utf8))
     exit(2)
 }

@@ -10,8 +10,13 @@ extension ProcessPool {
     enum ServeEnd {
         /// The pool is shutting down; the child was stopped.
         case shutdown
-        /// The child died or was killed; `fault` if it died on its own (counts for the backoff).
-        case ended(fault: Bool)
+        /// The child died or was killed. `unhealthy` if it failed on its own while no job was
+        /// running in it (died idle, refused its first job, broke the protocol while idle): only
+        /// that counts for the respawn backoff. A child that died under a job (the job aborted,
+        /// was signalled, OOM-killed, or killed for its timeout or a cancel) is the job's fault and
+        /// is replaced at once, so a stream of crashing jobs cannot throttle the other CPU jobs.
+        /// `servedJob` if it completed at least one job first (a healthy run: resets the backoff).
+        case ended(unhealthy: Bool, servedJob: Bool)
     }
 
     /// What the slot thread should do next, decided under the lock.
@@ -22,15 +27,29 @@ extension ProcessPool {
         case stop
     }
 
+    /// The wait before respawning a slot's child after `failures` unhealthy ends in a row:
+    /// none for 0, then 50 ms, 100 ms, 200 ms, ... up to 5 s.
+    static func respawnDelay(failures: Int) -> Duration {
+        guard failures > 0 else { return .zero }
+        return min(Duration.milliseconds(50) * (1 << min(failures - 1, 7)), .seconds(5))
+    }
+
+    /// The slot's unhealthy-end count after a child's service ended (see ``ServeEnd``): a child
+    /// that died under a job or was killed is no fault of the slot (0, respawn at once); one that
+    /// failed on its own adds one, unless it had a healthy run first (a job done, or a second up).
+    static func failuresAfter(_ failures: Int, unhealthy: Bool, servedJob: Bool, lived: Duration) -> Int {
+        guard unhealthy else { return 0 }
+        return servedJob || lived >= .seconds(1) ? 1 : failures + 1
+    }
+
     /// Keeps slot `i` supplied with a child until shutdown.
     func runSlot(_ i: Int) {
         let clock = ContinuousClock()
         var failures = 0
         while !state.withLock({ $0.shuttingDown }) {
             if failures > 0 {
-                // 50 ms, 100 ms, 200 ms, ... up to 5 s between respawns of a child that keeps dying.
-                let delay = min(Duration.milliseconds(50) * (1 << min(failures - 1, 7)), .seconds(5))
-                pause(i, delay)
+                // Backoff only for children that fail to start or die idle (see `failuresAfter`).
+                pause(i, Self.respawnDelay(failures: failures))
                 if state.withLock({ $0.shuttingDown }) { break }
             }
             let child: PoolChildProcess
@@ -44,8 +63,8 @@ extension ProcessPool {
             let started = clock.now
             let end = serve(i, child)
             state.withLock { $0.retire(i) }
-            guard case .ended(let fault) = end else { break }
-            failures = fault && clock.now - started < .seconds(1) ? failures + 1 : 0
+            guard case .ended(let unhealthy, let servedJob) = end else { break }
+            failures = Self.failuresAfter(failures, unhealthy: unhealthy, servedJob: servedJob, lived: clock.now - started)
         }
         // A job submitted to this slot while it had no child will never run now.
         let (orphan, stopped) = state.withLock { s -> (CheckedContinuation<PoolOutcome, Never>?, CheckedContinuation<Void, Never>?) in
@@ -85,6 +104,7 @@ extension ProcessPool {
         logger.debug("worker process started", metadata: meta)
 
         var running: CheckedContinuation<PoolOutcome, Never>?
+        var servedJob = false
         var frames = PoolFrameBuffer()
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
 
@@ -135,7 +155,7 @@ extension ProcessPool {
                 let status = stopChild(child, patience: .zero)
                 logger.info("killed worker process of a cancelled job", metadata: meta.merging(["status": "\(status)"]) { $1 })
                 fail(.killed)
-                return .ended(fault: false)
+                return .ended(unhealthy: false, servedJob: servedJob)
             case .send(let job, let c):
                 running = c
                 do {
@@ -144,7 +164,7 @@ extension ProcessPool {
                     let status = stopChild(child, patience: .milliseconds(500))
                     logger.warning("worker process died before taking a job", metadata: meta.merging(["status": "\(status)"]) { $1 })
                     fail(.crashed(status.crashReason))
-                    return .ended(fault: true)
+                    return .ended(unhealthy: true, servedJob: servedJob)
                 }
                 continue
             }
@@ -163,27 +183,31 @@ extension ProcessPool {
                 // End of file: the child is gone (or closed its pipe, which is as good as gone).
                 let status = stopChild(child, patience: .milliseconds(500))
                 if running != nil {
+                    // The job's fault (abort, signal, OOM kill): replace the child at once.
                     logger.warning("worker process died while running a job; restarting it",
                                    metadata: meta.merging(["reason": "\(status.crashReason)"]) { $1 })
                     fail(.crashed(status.crashReason))
-                } else {
-                    logger.warning("idle worker process died; restarting it",
-                                   metadata: meta.merging(["reason": "\(status.crashReason)"]) { $1 })
+                    return .ended(unhealthy: false, servedJob: servedJob)
                 }
-                return .ended(fault: true)
+                logger.warning("idle worker process died; restarting it",
+                               metadata: meta.merging(["reason": "\(status.crashReason)"]) { $1 })
+                return .ended(unhealthy: true, servedJob: servedJob)
             }
             buffer.withUnsafeBytes { frames.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             do {
                 guard running != nil else { throw PoolFrameError.malformed("output while idle") }
                 guard let payload = try frames.nextPayload() else { continue }
                 finish(try PoolFrame.decodeOutcome(payload))
+                servedJob = true
                 if frames.hasPartialFrame { throw PoolFrameError.malformed("output after the response") }
             } catch {
+                // Garbage while a job runs is that job's doing (it wrote to fd 4); while idle, the child's.
+                let duringJob = running != nil
                 let status = stopChild(child, patience: .zero)
                 logger.warning("worker process broke the pool protocol; restarting it",
                                metadata: meta.merging(["error": "\(error)", "status": "\(status)"]) { $1 })
                 fail(.crashed("worker process sent a malformed response"))
-                return .ended(fault: true)
+                return .ended(unhealthy: !duringJob, servedJob: servedJob)
             }
         }
     }

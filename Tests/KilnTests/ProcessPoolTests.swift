@@ -160,6 +160,52 @@ import Testing
         }
     }
 
+    /// A child that dies under its job is the job's fault: the slot gets a new child at once, so
+    /// a stream of crashing jobs cannot slow the pool down (the old backoff made 20 crashes take
+    /// over a minute: 50 ms doubling to 5 s between respawns).
+    @Test func jobCrashesRespawnWithoutBackoff() async throws {
+        let child = try script("head -c 1 <&3 >/dev/null; kill -ABRT $$")
+        defer { try? FileManager.default.removeItem(atPath: child) }
+        let clock = ContinuousClock()
+        let elapsed = try await withPool(child) { pool in
+            try await eventually("the pool did not start its child") { !pool.childPIDs().isEmpty }
+            let start = clock.now
+            for _ in 0..<20 { #expect(await pool.execute(job) == .crashed("worker process crashed: signal 6")) }
+            return clock.now - start
+        }
+        #expect(elapsed < .seconds(10), "20 crashing jobs took \(elapsed)")
+    }
+
+    /// A child that dies idle (before taking any job) is the slot's problem: respawns back off.
+    @Test func childrenDyingIdleBackOff() async throws {
+        let spawns = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-spawns-\(UUID().uuidString)").path
+        let child = try script("echo x >> '\(spawns)'; exit 3")
+        defer { for f in [child, spawns] { try? FileManager.default.removeItem(atPath: f) } }
+        func count() -> Int { ((try? String(contentsOfFile: spawns, encoding: .utf8)) ?? "").split(separator: "\n").count }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let elapsed = try await withPool(child) { _ in
+            try await eventually("five spawns", timeout: .seconds(30)) { count() >= 5 }
+            return clock.now - start
+        }
+        // Four waits between five spawns: at least 50 + 100 + 200 + 400 ms.
+        #expect(elapsed >= .milliseconds(750), "five idle deaths respawned within \(elapsed)")
+    }
+
+    @Test func respawnPolicy() {
+        #expect(ProcessPool.respawnDelay(failures: 0) == .zero)
+        #expect(ProcessPool.respawnDelay(failures: 1) == .milliseconds(50))
+        #expect(ProcessPool.respawnDelay(failures: 4) == .milliseconds(400))
+        #expect(ProcessPool.respawnDelay(failures: 30) == .seconds(5))
+        // Died under a job, or killed for a timeout or cancel: never counts.
+        #expect(ProcessPool.failuresAfter(7, unhealthy: false, servedJob: false, lived: .milliseconds(5)) == 0)
+        // Died idle or before its first job, soon after it started: the backoff climbs.
+        #expect(ProcessPool.failuresAfter(2, unhealthy: true, servedJob: false, lived: .milliseconds(5)) == 3)
+        // ... but a healthy run first (a job done, or a second up) starts it over.
+        #expect(ProcessPool.failuresAfter(6, unhealthy: true, servedJob: true, lived: .milliseconds(5)) == 1)
+        #expect(ProcessPool.failuresAfter(6, unhealthy: true, servedJob: false, lived: .seconds(2)) == 1)
+    }
+
     @Test func cancellationKillsTheChild() async throws {
         let child = try script("exec sleep 30")
         defer { try? FileManager.default.removeItem(atPath: child) }
