@@ -52,7 +52,6 @@ case "run", nil:
         exit(2)
     }
 default:
-    FileHandle.standardError.write(Data("usage: kiln-chaos [run | worker | hosts]   (CHAOS_SECONDS, CHAOS_JOBS, CHAOS_SEED, CHAOS_MIX=standard|poison)
-".utf8))
+    FileHandle.standardError.write(Data("usage: kiln-chaos [run | worker | hosts]   (CHAOS_SECONDS, CHAOS_JOBS, CHAOS_SEED, CHAOS_MIX=standard|poison)\n".utf8))
     exit(2)
 }
