@@ -91,24 +91,10 @@ enum HostsCommand {
     /// A worker with the chaos job types: lease 2 s, command timeout 2 s (so a cut link is noticed
     /// within one lease), one pool process, HOSTS_CONCURRENCY I/O jobs at once.
     static func worker(_ env: [String: String]) async -> Int32 {
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = .notice
-            return h
-        }
-        do {
-            var redis = try RedisConfiguration(url: env["KILN_REDIS_URL"] ?? "")
-            redis.commandTimeout = .seconds(2)
-            let options = WorkerOptions(
-                redis: redis, queues: [HostsConfig.queue], concurrency: Int(env["HOSTS_CONCURRENCY"] ?? "") ?? 16, processes: 1,
-                lease: HostsConfig.lease, shutdownGrace: .seconds(2), retryBackoff: .milliseconds(100),
-                reapInterval: .milliseconds(250), name: env["CHAOS_WORKER"] ?? "host")
-            try await Worker(options: options, registry: ChaosJobs.registry(), logger: Logger(label: "hosts.worker")).run()
-            return 0
-        } catch {
-            FileHandle.standardError.write(Data("kiln-chaos hosts worker: \(error)\n".utf8))
-            return 1
-        }
+        await ChaosWorker.run(
+            redisURL: env["KILN_REDIS_URL"] ?? "", queue: HostsConfig.queue,
+            concurrency: Int(env["HOSTS_CONCURRENCY"] ?? "") ?? 16, lease: HostsConfig.lease,
+            name: env["CHAOS_WORKER"] ?? "host", label: "kiln-chaos hosts worker")
     }
 }
 

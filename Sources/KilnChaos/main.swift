@@ -13,23 +13,9 @@ let args = CommandLine.arguments.dropFirst()
 let env = ProcessInfo.processInfo.environment
 switch args.first {
 case "worker":
-    LoggingSystem.bootstrap { label in
-        var h = StreamLogHandler.standardError(label: label)
-        h.logLevel = .notice
-        return h
-    }
-    do {
-        var redis = try RedisConfiguration(url: env["KILN_REDIS_URL"] ?? "redis://127.0.0.1:6379")
-        redis.commandTimeout = .seconds(2)
-        let options = WorkerOptions(
-            redis: redis, queues: ["chaos"], concurrency: 64, processes: 1, lease: .seconds(2),
-            shutdownGrace: .seconds(2), retryBackoff: .milliseconds(100), reapInterval: .milliseconds(250),
-            name: env["CHAOS_WORKER"] ?? "chaos")
-        try await Worker(options: options, registry: ChaosJobs.registry(), logger: Logger(label: "chaos.worker")).run()
-    } catch {
-        FileHandle.standardError.write(Data("kiln-chaos worker: \(error)\n".utf8))
-        exit(1)
-    }
+    exit(await ChaosWorker.run(
+        redisURL: env["KILN_REDIS_URL"] ?? "redis://127.0.0.1:6379", queue: "chaos", concurrency: 64,
+        lease: .seconds(2), name: env["CHAOS_WORKER"] ?? "chaos", label: "kiln-chaos worker"))
 case "hosts":  // the multi-host run (scripts/test-hosts.sh, docs/multi-host.md)
     exit(await HostsCommand.main(Array(args.dropFirst())))
 case "run", nil:

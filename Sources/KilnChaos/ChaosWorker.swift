@@ -1,0 +1,31 @@
+import Foundation
+import Kiln
+import KilnRedis
+import KilnWorker
+import Logging
+
+/// A worker with the chaos job types, for `kiln-chaos worker` and `kiln-chaos hosts worker`:
+/// command timeout 2 s (so a dead Redis or a cut link is noticed within one lease), one pool
+/// process, notice-level logs on stderr. Returns the exit code.
+enum ChaosWorker {
+    static func run(redisURL: String, queue: String, concurrency: Int, lease: Duration, name: String, label: String) async -> Int32 {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = .notice
+            return h
+        }
+        do {
+            var redis = try RedisConfiguration(url: redisURL)
+            redis.commandTimeout = .seconds(2)
+            let options = WorkerOptions(
+                redis: redis, queues: [queue], concurrency: concurrency, processes: 1, lease: lease,
+                shutdownGrace: .seconds(2), retryBackoff: .milliseconds(100), reapInterval: .milliseconds(250),
+                name: name)
+            try await Worker(options: options, registry: ChaosJobs.registry(), logger: Logger(label: label)).run()
+            return 0
+        } catch {
+            FileHandle.standardError.write(Data("\(label): \(error)\n".utf8))
+            return 1
+        }
+    }
+}
