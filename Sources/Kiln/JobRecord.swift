@@ -1,6 +1,6 @@
 import KilnRedis
 
-/// A job's record, read from its hash `prefix:{queue}:job:ID`. This is the "future": callers read
+/// A job's record, read from its hash (`docs/protocol.md`). This is the "future": callers read
 /// or wait on it. Field names match `docs/protocol.md` and the CLI's `--json` output.
 public struct JobRecord: Sendable, Equatable {
     public struct ErrorInfo: Sendable, Equatable, Codable {

@@ -30,17 +30,14 @@ extension KilnClient {
     /// Throws `KilnError(.noSuchJob)`.
     public func cancel(_ id: String, queue: String? = nil, wait: Duration = .seconds(10)) async throws -> CancelOutcome {
         let (q, _) = try await locate(id, queue: queue)
-        let reply: RedisValue
+        let reply: CancelReply
         do {
-            reply = try await scripts.run(
-                KilnScripts.cancel,
-                keys: [keys.pending(q, .io), keys.pending(q, .cpu), keys.scheduled(q)],
-                args: [keys.queuePrefix(q), id, String(Self.nowMs()), keys.cancelChannel])
+            reply = try await store.cancel(queue: q, id: id, now: Self.nowMs())
         } catch { throw KilnError.wrap(error) }
-        switch reply.string ?? "" {
-        case "cancelled": return .cancelled
-        case "missing": throw KilnError(.noSuchJob, "no job with id \(id) (its record expired)")
-        case "running":
+        switch reply {
+        case .cancelled: return .cancelled
+        case .missing: throw KilnError(.noSuchJob, "no job with id \(id) (its record expired)")
+        case .running:
             if wait <= .zero { return .stopping }
             do {
                 let rec = try await self.wait(id, queue: q, timeout: wait)
@@ -48,8 +45,7 @@ extension KilnClient {
             } catch let e as KilnError where e.code == .waitTimedOut {
                 return .stopping
             }
-        case let other where other.hasPrefix("finished:"): return .alreadyFinished(String(other.dropFirst(9)))
-        case let other: throw KilnError(.protocolViolation, "unexpected reply to cancel: \(other)")
+        case .finished(let status): return .alreadyFinished(status)
         }
     }
 }

@@ -3,20 +3,13 @@ import KilnRedis
 extension KilnClient {
     /// Dead-lettered jobs, oldest first, of one queue or all queues.
     public func deadJobs(queue: String? = nil, limit: Int = 1000) async throws -> [JobRecord] {
-        try await withRetry {
-            let queues: [String]
-            if let queue {
-                try KeySchema.checkQueueName(queue)
-                queues = [queue]
-            } else {
-                queues = try await connection.send(["SMEMBERS", keys.queues]).array.compactMap(\.string).sorted()
-            }
+        if let queue { try KeySchema.checkQueueName(queue) }
+        return try await withRetry {
+            try await store.checkVersion(mark: false)
             var out: [JobRecord] = []
+            let queues = if let queue { [queue] } else { try await store.queueNames() }
             for q in queues {
-                let ids = try await connection.send(["ZRANGE", keys.dead(q), "0", String(max(0, limit - 1))]).array.compactMap(\.string)
-                let hashes = try await connection.pipeline(ids.map { ["HGETALL", keys.job(q, $0)] })
-                    .checked(command: "HGETALL", address: options.redis.address)
-                out += hashes.compactMap { JobRecord(hash: $0, queue: q) }
+                out += try await store.deadJobs(queue: q, limit: limit)
             }
             return out
         }
@@ -26,16 +19,14 @@ extension KilnClient {
     /// kept under the same id). Throws `.noSuchJob`, or `.invalidInput` for other statuses.
     public func retry(_ id: String, queue: String? = nil) async throws {
         let (q, _) = try await locate(id, queue: queue)
-        let reply: RedisValue
+        let reply: RetryDeadReply
         do {
-            reply = try await scripts.run(KilnScripts.retryDead, keys: [keys.dead(q), keys.pending(q, .io), keys.pending(q, .cpu)],
-                                          args: [keys.queuePrefix(q), id, String(Self.nowMs())])
+            reply = try await store.retryDead(queue: q, id: id, now: Self.nowMs())
         } catch { throw KilnError.wrap(error) }
-        switch reply.string ?? "" {
-        case "queued": return
-        case "missing": throw KilnError(.noSuchJob, "no job with id \(id) (its record expired)")
-        case let other:
-            let status = other.split(separator: ":").last.map(String.init) ?? other
+        switch reply {
+        case .queued: return
+        case .missing: throw KilnError(.noSuchJob, "no job with id \(id) (its record expired)")
+        case .notRetryable(let status):
             throw KilnError(.invalidInput, "job \(id) is \(status): only dead, failed or timed_out jobs can be retried")
         }
     }

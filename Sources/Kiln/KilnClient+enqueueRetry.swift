@@ -10,17 +10,11 @@ extension KilnClient {
     /// of the call sends): another producer reusing an id would have to enqueue the same job in the
     /// same millisecond. Without this check a retried enqueue with `id:` reported `.duplicateJob`
     /// for the job it had just written.
-    func writtenByEarlierTry(_ positions: ArraySlice<Int>, of requests: [EnqueueRequest], ids: [String],
-                             queue: String, now: String) async throws -> Bool {
+    func writtenByEarlierTry(_ positions: ArraySlice<Int>, of requests: [EnqueueRequest], jobs: [NewJob],
+                             queue: String, now: Int64) async throws -> Bool {
         if positions.contains(where: { requests[$0].options.id == nil }) { return true }
-        let replies: [RedisValue]
         do {
-            replies = try await connection.pipeline(positions.map { ["HMGET", keys.job(queue, ids[$0]), "type", "payload", "enqueued_at"] })
+            return try await store.jobsMatch(queue: queue, jobs, enqueuedAt: now)
         } catch { throw KilnError.wrap(error) }
-        for (i, reply) in zip(positions, replies) {
-            let f = reply.array.map(\.string)
-            guard f.count == 3, f[0] == requests[i].type, f[1] == requests[i].payload, f[2] == now else { return false }
-        }
-        return true
     }
 }

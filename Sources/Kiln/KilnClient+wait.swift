@@ -30,8 +30,6 @@ extension KilnClient {
             if located.record.isFinal { return located.record }
             q = located.queue
         }
-        let doneKey = keys.done(q, id)
-        let jobKey = keys.job(q, id)
         do {
             return try await waiters.withConnection { conn in
                 // Like a worker, a waiter rides out Redis going away (a restart, a dropped
@@ -41,7 +39,7 @@ extension KilnClient {
                 var pause = Duration.milliseconds(50)
                 while true {
                     do {
-                        if let rec = try await waitStep(conn, id: id, queue: q, jobKey: jobKey, doneKey: doneKey, deadline: deadline, timeout: timeout) {
+                        if let rec = try await waitStep(conn, id: id, queue: q, deadline: deadline, timeout: timeout) {
                             return rec
                         }
                         failingSince = nil
@@ -66,23 +64,15 @@ extension KilnClient {
     }
 
     /// One round of waiting: the final record, or `nil` to go round again.
-    private func waitStep(_ conn: RedisBlockingConnection, id: String, queue q: String, jobKey: String, doneKey: String,
+    private func waitStep(_ conn: RedisBlockingConnection, id: String, queue q: String,
                           deadline: ContinuousClock.Instant, timeout: Duration) async throws -> JobRecord? {
         let remaining = deadline - ContinuousClock.now
         if remaining <= .zero {
-            let rec = JobRecord(hash: try await connection.send(["HGETALL", jobKey]), queue: q)
+            let rec = try await store.record(queue: q, id: id)
             if let rec, rec.isFinal { return rec }
             throw KilnError(.waitTimedOut, "job \(id) has not finished after \(KilnDuration.format(timeout)) (status: \(rec?.statusText ?? "expired"))")
         }
-        // Redis takes a fractional timeout in seconds; 0 would mean forever. The record is read
-        // in the same pipeline, right after the wait returns (woken or timed out).
-        let secs = max(0.001, Double(KilnDuration.milliseconds(remaining)) / 1000)
-        let replies = try await conn.pipeline([["BLMOVE", doneKey, doneKey, "RIGHT", "RIGHT", String(format: "%.3f", secs)], ["HGETALL", jobKey]],
-                                              blockFor: .milliseconds(Int64(secs * 1000)))
-        for (reply, command) in zip(replies, ["BLMOVE", "HGETALL"]) {
-            if case .error(let e) = reply { throw RedisError.reply(e, command: command, address: options.redis.address) }
-        }
-        guard let rec = JobRecord(hash: replies[1], queue: q) else {
+        guard let rec = try await store.waitForFinal(queue: q, id: id, on: conn, timeout: remaining) else {
             throw KilnError(.noSuchJob, "job \(id) disappeared while waiting (its record expired)")
         }
         return rec.isFinal ? rec : nil

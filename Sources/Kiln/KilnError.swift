@@ -22,6 +22,8 @@ public struct KilnError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let redis = Code("redis")
         /// A reply from Redis did not have the expected shape (version mismatch, hand-edited keys).
         public static let protocolViolation = Code("protocol")
+        /// The key prefix holds data of another protocol version (its version marker).
+        public static let versionMismatch = Code("version_mismatch")
         public var description: String { raw }
     }
 

@@ -169,21 +169,21 @@ final class BenchEnv: Sendable {
 
     /// Waits until nothing is pending, running or scheduled for retry in `queue` (polling every
     /// 20 ms through the admin connection, whose commands are not counted against the jobs).
-    func waitDrained(keys: KeySchema, queue: String, expected: Int, timeout: Duration, worker: SpawnedProcess?) async throws {
+    func waitDrained(prefix: String, queue: String, expected: Int, timeout: Duration, worker: SpawnedProcess?) async throws {
         let deadline = ContinuousClock.now + timeout
+        let store = KilnStore(prefix: prefix, connection: admin)
         // Every job must have left the pending lists at least once: check the records' count of
         // finished jobs only at the end (the caller reads them).
         while true {
-            let r = try await pipeline([
-                ["LLEN", keys.pending(queue, .io)], ["LLEN", keys.pending(queue, .cpu)],
-                ["ZCARD", keys.running(queue)], ["ZCARD", keys.scheduled(queue)],
-            ])
-            if r.allSatisfy({ $0.int == 0 }) { return }
+            count([["LLEN"], ["LLEN"], ["ZCARD"], ["ZCARD"], ["ZCARD"]])
+            let c = try await store.counts(queue: queue)
+            let r = [c.queued, c.running, c.retrying]
+            if r.allSatisfy({ $0 == 0 }) { return }
             if let worker, let code = worker.poll() {
-                throw BenchError("the worker exited (code \(code)) with \(r.compactMap(\.int)) jobs pending/running/scheduled")
+                throw BenchError("the worker exited (code \(code)) with \(r) jobs pending/running/scheduled")
             }
             if ContinuousClock.now >= deadline {
-                throw BenchError("not drained after \(timeout): pending io/cpu, running, scheduled = \(r.compactMap(\.int))")
+                throw BenchError("not drained after \(timeout): pending, running, scheduled = \(r)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -200,24 +200,18 @@ final class BenchEnv: Sendable {
         var spanMs: Int64 { max(1, lastFinish - firstStart) }
     }
 
-    func readTimes(keys: KeySchema, queue: String, ids: [String]) async throws -> Times {
+    func readTimes(prefix: String, queue: String, ids: [String]) async throws -> Times {
         var t = Times()
         t.rows.reserveCapacity(ids.count)
-        for chunk in stride(from: 0, to: ids.count, by: 2000) {
-            let replies = try await pipeline(ids[chunk..<min(ids.count, chunk + 2000)].map {
-                ["HMGET", keys.job(queue, $0), "status", "enqueued_at", "started_at", "finished_at"]
-            })
-            for r in replies {
-                let f = r.array
-                guard f.count == 4 else { continue }
-                let status = f[0].string ?? "missing"
-                if status == "succeeded" { t.succeeded += 1 } else { t.other[status, default: 0] += 1 }
-                guard let e = f[1].int, let s = f[2].int, let fin = f[3].int else { continue }
-                t.firstStart = min(t.firstStart, Int64(s))
-                t.lastFinish = max(t.lastFinish, Int64(fin))
-                t.firstEnqueue = min(t.firstEnqueue, Int64(e))
-                t.rows.append((Int64(e), Int64(s), Int64(fin)))
-            }
+        count(ids.map { _ in ["HGETALL"] })
+        for rec in try await KilnStore(prefix: prefix, connection: admin).records(queue: queue, ids: ids) {
+            let status = rec?.statusText ?? "missing"
+            if status == "succeeded" { t.succeeded += 1 } else { t.other[status, default: 0] += 1 }
+            guard let rec, let e = rec.enqueuedAt, let s = rec.startedAt, let fin = rec.finishedAt else { continue }
+            t.firstStart = min(t.firstStart, s)
+            t.lastFinish = max(t.lastFinish, fin)
+            t.firstEnqueue = min(t.firstEnqueue, e)
+            t.rows.append((e, s, fin))
         }
         return t
     }

@@ -107,7 +107,6 @@ struct Workloads {
         let client = try client(prefix)
         defer { client.close() }
         let ids = try await bulkEnqueue(client, requests)
-        let keys = KeySchema(prefix: prefix)
         let before = try await env.commandStats()
         let redisCPU0 = BenchEnv.cpuSeconds(pid: env.redis.process.pid)
         let start = ContinuousClock.now
@@ -116,7 +115,7 @@ struct Workloads {
         var workerCPU = 0.0
         var redisCPU = 0.0
         do {
-            try await env.waitDrained(keys: keys, queue: queue, expected: ids.count, timeout: config.drainTimeout, worker: worker)
+            try await env.waitDrained(prefix: prefix, queue: queue, expected: ids.count, timeout: config.drainTimeout, worker: worker)
             peak = BenchEnv.memoryMB(pid: worker.pid, field: "VmHWM")
             workerCPU = BenchEnv.cpuSeconds(pid: worker.pid, children: true)
             redisCPU = BenchEnv.cpuSeconds(pid: env.redis.process.pid) - redisCPU0
@@ -127,7 +126,7 @@ struct Workloads {
         let wall = ContinuousClock.now - start
         let after = try await env.commandStats()
         await env.stopWorker(worker)
-        let times = try await env.readTimes(keys: keys, queue: queue, ids: ids)
+        let times = try await env.readTimes(prefix: prefix, queue: queue, ids: ids)
         if times.succeeded != ids.count - failing || times.other["failed", default: 0] != failing {
             throw BenchError("\(times.succeeded)/\(ids.count) succeeded; others: \(times.other); worker log: \(env.workerLogTail(name))")
         }
@@ -272,7 +271,7 @@ struct Workloads {
         let client = try client(prefix)
         defer { client.close() }
         do {
-            try await w5Body(client: client, keys: KeySchema(prefix: prefix), procs: procs)
+            try await w5Body(client: client, prefix: prefix, procs: procs)
         } catch {
             await env.stopWorker(worker)
             throw BenchError("\(error); worker log: \(env.workerLogTail("w5"))")
@@ -288,7 +287,7 @@ struct Workloads {
         return max(1, f - s)
     }
 
-    mutating func w5Body(client: KilnClient, keys: KeySchema, procs: Int) async throws {
+    mutating func w5Body(client: KilnClient, prefix: String, procs: Int) async throws {
         _ = try await client.enqueue("noop").wait(timeout: .seconds(60))
         // Calibrate n for a job of w5JobSeconds: a probe, then a second estimate from a longer run.
         let probeN = 20_000_000
@@ -303,8 +302,8 @@ struct Workloads {
 
         // Baseline: the same sleeps with the pool idle.
         let baseIDs = try await client.enqueueBatch((0..<config.w5Sleeps).map { _ in EnqueueRequest(type: "sleep", payload: "{\"ms\":10}") })
-        try await env.waitDrained(keys: keys, queue: queue, expected: baseIDs.count, timeout: config.drainTimeout, worker: nil)
-        let base = try await env.readTimes(keys: keys, queue: queue, ids: baseIDs)
+        try await env.waitDrained(prefix: prefix, queue: queue, expected: baseIDs.count, timeout: config.drainTimeout, worker: nil)
+        let base = try await env.readTimes(prefix: prefix, queue: queue, ids: baseIDs)
         let baseDelays = base.rows.map { Double($0.finished - $0.enqueued - 10) }.sorted()
 
         let jobs = config.w5Jobs
@@ -312,12 +311,12 @@ struct Workloads {
         let start = ContinuousClock.now
         let cpuIDs = try await client.enqueueBatch((0..<jobs).map { _ in EnqueueRequest(type: "cpu.spin", payload: "{\"n\":\(n)}", options: JobOptions(kind: .cpu)) })
         let sleepIDs = try await client.enqueueBatch((0..<config.w5Sleeps).map { _ in EnqueueRequest(type: "sleep", payload: "{\"ms\":10}") })
-        try await env.waitDrained(keys: keys, queue: queue, expected: jobs + sleepIDs.count, timeout: config.drainTimeout, worker: nil)
+        try await env.waitDrained(prefix: prefix, queue: queue, expected: jobs + sleepIDs.count, timeout: config.drainTimeout, worker: nil)
         let clientWall = ContinuousClock.now - start
         let busy1 = BenchEnv.machineCPU()
         let machineBusy = (busy1.busy - busy0.busy) / max(0.001, seconds(clientWall))
-        let cpu = try await env.readTimes(keys: keys, queue: queue, ids: cpuIDs)
-        let sleeps = try await env.readTimes(keys: keys, queue: queue, ids: sleepIDs)
+        let cpu = try await env.readTimes(prefix: prefix, queue: queue, ids: cpuIDs)
+        let sleeps = try await env.readTimes(prefix: prefix, queue: queue, ids: sleepIDs)
         guard cpu.succeeded == jobs, sleeps.succeeded == sleepIDs.count else {
             throw BenchError("cpu \(cpu.succeeded)/\(jobs), sleeps \(sleeps.succeeded)/\(sleepIDs.count) succeeded (\(cpu.other), \(sleeps.other))")
         }

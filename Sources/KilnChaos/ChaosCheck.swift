@@ -22,9 +22,7 @@ struct ChaosCheck {
     let keysAfter: Set<String>?
 
     /// Keys that legitimately outlive every job, with the reason.
-    static let explainedKeys: [String: String] = [
-        "kiln:queues": "the queue registry: names of queues ever enqueued to, kept by design",
-    ]
+    static let explainedKeys = KilnStore.keysKeptByDesign(prefix: "kiln")
 
     init(run: ChaosRun, finals: [String: ChaosObserver.Seen], ledger: [Ledger.Entry], startedMs: Int64, chaosEndMs: Int64,
          keysBefore: Set<String>, keysAfter: Set<String>?) {
@@ -225,7 +223,7 @@ enum EverysecProbe {
                 client.close()
                 let again = try LocalRedisServer(extraArgs: ["--appendonly", "yes", "--appendfsync", mode], dir: server.dir, port: server.port)
                 let c2 = try KilnClient(options: KilnClientOptions(redis: try RedisConfiguration(url: again.url)))
-                let present = try await c2.connection.pipeline(ids.map { ["EXISTS", c2.keys.job("default", $0)] }).filter { $0.int == 1 }.count
+                let present = try await c2.store.exist(ids.map { ("default", $0) }).filter { $0 }.count
                 c2.close()
                 again.stop()
                 out.append("appendfsync \(mode): \(ids.count - present) of \(ids.count) acknowledged jobs lost")

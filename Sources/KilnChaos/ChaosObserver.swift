@@ -57,17 +57,17 @@ final class ChaosObserver: @unchecked Sendable {
     /// One look at `ids`: statuses first, then the whole records of the final ones.
     func poll(_ ids: [String]) async throws {
         for chunk in stride(from: 0, to: ids.count, by: 1000).map({ Array(ids[$0..<min(ids.count, $0 + 1000)]) }) {
-            let statuses = try await client.connection.pipeline(chunk.map { ["HGET", client.keys.job(queue, $0), "status"] })
+            let statuses = try await client.store.statuses(queue: queue, ids: chunk)
             let finalIDs = zip(chunk, statuses).compactMap { id, s -> String? in
-                guard let text = s.string, let status = JobStatus(rawValue: text), status.isFinal else { return nil }
+                guard let text = s, let status = JobStatus(rawValue: text), status.isFinal else { return nil }
                 return id
             }
             if finalIDs.isEmpty { continue }
-            let hashes = try await client.connection.pipeline(finalIDs.map { ["HGETALL", client.keys.job(queue, $0)] })
+            let records = try await client.store.records(queue: queue, ids: finalIDs)
             let now = ChaosRun.now()
             lock.withLock {
-                for (id, h) in zip(finalIDs, hashes) where seen[id] == nil {
-                    guard let r = JobRecord(hash: h, queue: queue), r.isFinal else { continue }
+                for (id, rec) in zip(finalIDs, records) where seen[id] == nil {
+                    guard let r = rec, r.isFinal else { continue }
                     seen[id] = Seen(record: r, observedMs: now)
                 }
             }

@@ -174,15 +174,7 @@ final class ChaosRun: @unchecked Sendable {
     func keyNames() async throws -> Set<String> {
         let c = RedisConnection(configuration: try RedisConfiguration(url: redis.url))
         defer { c.close() }
-        var names = Set<String>()
-        var cursor = "0"
-        repeat {
-            let reply = try await c.send(["SCAN", cursor, "COUNT", "1000"]).array
-            guard reply.count == 2, let next = reply[0].string else { throw ChaosConfigError(description: "unexpected SCAN reply") }
-            cursor = next
-            for k in reply[1].array { if let name = k.string { names.insert(name) } }
-        } while cursor != "0"
-        return names
+        return try await KilnStore(prefix: "kiln", connection: c).allKeyNames()
     }
 
     // MARK: producer

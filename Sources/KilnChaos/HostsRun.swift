@@ -156,14 +156,14 @@ final class HostsRun: @unchecked Sendable {
             var still: [String] = []
             for start in stride(from: 0, to: open.count, by: 2000) {
                 let chunk = Array(open[start..<min(open.count, start + 2000)])
-                guard let replies = try? await client.connection.pipeline(chunk.map { ["HGET", client.keys.job(HostsConfig.queue, $0), "status"] }) else {
+                guard let replies = try? await client.store.statuses(queue: HostsConfig.queue, ids: chunk) else {
                     still += chunk  // Redis did not answer: look again next round
                     continue
                 }
                 for (id, r) in zip(chunk, replies) {
-                    if r.isNull {
+                    if r == nil {
                         missing.insert(id)
-                    } else if let s = r.string, JobStatus(rawValue: s)?.isFinal == true {
+                    } else if let s = r, JobStatus(rawValue: s)?.isFinal == true {
                         final.insert(id)
                         lastFinal = Self.now()
                     } else {
@@ -190,8 +190,7 @@ final class HostsRun: @unchecked Sendable {
         var out: [String: JobRecord] = [:]
         for start in stride(from: 0, to: ids.count, by: 1000) {
             let chunk = Array(ids[start..<min(ids.count, start + 1000)])
-            let replies = try await client.connection.pipeline(chunk.map { ["HGETALL", client.keys.job(HostsConfig.queue, $0)] })
-            for (id, r) in zip(chunk, replies) { out[id] = JobRecord(hash: r, queue: HostsConfig.queue) }
+            for (id, r) in zip(chunk, try await client.store.records(queue: HostsConfig.queue, ids: chunk)) { out[id] = r }
         }
         return out
     }

@@ -13,7 +13,7 @@ enum FuzzTarget: String, CaseIterable, Sendable {
         case .duration: return "KilnDuration.parse / format, BatchReader.duration"
         case .url: return "RedisConfiguration(url:), .address, .description"
         case .record: return "JobRecord(hash:queue:) + .json (fields split on NUL)"
-        case .envelope: return "LeasedJob.parse + envelopeProblem (fields split on NUL)"
+        case .envelope: return "KilnStore.fetchedJobs + envelopeProblem (fields split on NUL)"
         case .resp: return "hiredis reader + HiredisContext.convert (raw RESP bytes)"
         case .batch: return "BatchReader.parse (one line) and BatchReader.read (a file)"
         case .json: return "JSONText.validate / isValid / quote"

@@ -1,6 +1,7 @@
+import Kiln
 import KilnRedis
 
-/// Fuzzing entry point for the worker's envelope parsing (`LeasedJob.parse` + `envelopeProblem`),
+/// Fuzzing entry point for the worker's envelope parsing (`KilnStore.fetchedJobs` + `envelopeProblem`),
 /// which is internal. Not for production use; see `Sources/KilnFuzz` and `docs/testing.md`.
 public enum EnvelopeFuzzing {
     /// Splits a flat fetch reply (9 fields per job) into jobs and returns each job's envelope
@@ -11,7 +12,7 @@ public enum EnvelopeFuzzing {
 
     /// The same, for an arbitrary reply (nulls, integers and nested arrays included).
     public static func check(_ reply: RedisValue) -> [String?] {
-        LeasedJob.parse(reply, queue: "fuzz").map { job in
+        KilnStore.fetchedJobs(reply, queue: "fuzz").map(LeasedJob.init).map { job in
             let problem = job.envelopeProblem
             if problem == nil {
                 // A job declared runnable must satisfy what the runner relies on.

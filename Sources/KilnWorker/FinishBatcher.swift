@@ -15,17 +15,16 @@ final class FinishBatcher: Sendable {
     /// One attempt's outcome, as `finish_many` takes it.
     struct Entry: Sendable {
         let queue: String
-        /// id, token, outcome, result_json, error_type, error_message, retry_delay_ms, now.
-        let args: [String]
+        let outcome: AttemptOutcome
         let reply: Reply
     }
 
     /// Where the status of one entry lands; its job's task awaits it.
     final class Reply: Sendable {
-        private let state = Mutex<(status: String??, waiter: CheckedContinuation<String?, Never>?)>((nil, nil))
+        private let state = Mutex<(status: FinishReply??, waiter: CheckedContinuation<FinishReply?, Never>?)>((nil, nil))
 
-        func resume(returning status: String?) {
-            let w = state.withLock { s -> CheckedContinuation<String?, Never>? in
+        func resume(returning status: FinishReply?) {
+            let w = state.withLock { s -> CheckedContinuation<FinishReply?, Never>? in
                 s.status = .some(status)
                 defer { s.waiter = nil }
                 return s.waiter
@@ -33,9 +32,9 @@ final class FinishBatcher: Sendable {
             w?.resume(returning: status)
         }
 
-        func value() async -> String? {
+        func value() async -> FinishReply? {
             await withCheckedContinuation { c in
-                let ready: String?? = state.withLock { s in
+                let ready: FinishReply?? = state.withLock { s in
                     if let st = s.status { return .some(st) }
                     s.waiter = c
                     return .none
@@ -50,27 +49,25 @@ final class FinishBatcher: Sendable {
         var writing = false
     }
 
-    static let chunk = 500
+    static let chunk = KilnStore.finishChunk
 
     private let state = Mutex(State())
-    private let keys: KeySchema
-    private let scripts: ScriptRunner
+    private let store: KilnStore
     private let outage: WriteOutage
     private let logger: Logger
 
-    init(keys: KeySchema, scripts: ScriptRunner, outage: WriteOutage, logger: Logger) {
-        self.keys = keys
-        self.scripts = scripts
+    init(store: KilnStore, outage: WriteOutage, logger: Logger) {
+        self.store = store
         self.outage = outage
         self.logger = logger
     }
 
-    /// Writes one outcome; returns the status the job was left in ('stale' if the attempt no
-    /// longer held the lease), or nil if Redis refused the write for good.
-    func finish(queue: String, args: [String]) async -> String? {
+    /// Writes one outcome; returns what the write did (`.stale` if the attempt no longer held
+    /// the lease), or nil if Redis refused the write for good.
+    func finish(queue: String, _ outcome: AttemptOutcome) async -> FinishReply? {
         let reply = Reply()
         let writer = state.withLock { s -> Bool in
-            s.pending.append(Entry(queue: queue, args: args, reply: reply))
+            s.pending.append(Entry(queue: queue, outcome: outcome, reply: reply))
             if s.writing { return false }
             s.writing = true
             return true
@@ -120,32 +117,25 @@ final class FinishBatcher: Sendable {
                 groups.append((q, all[start..<min(all.count, start + Self.chunk)]))
             }
         }
-        let calls = groups.map { g -> (script: KilnScripts.Script, keys: [String], args: [String]) in
-            var args = [keys.queuePrefix(g.queue)]
-            args.reserveCapacity(1 + g.entries.count * 8)
-            for e in g.entries { args += e.args }
-            return (KilnScripts.finishMany, [keys.running(g.queue), keys.scheduled(g.queue), keys.dead(g.queue)], args)
-        }
         var wait = Duration.milliseconds(50)
         var failingSince: ContinuousClock.Instant?
         var serverErrors = 0
-        var remaining = Array(zip(groups, calls))
+        var remaining = groups
         while !remaining.isEmpty {
-            var failed: [((queue: String, entries: ArraySlice<Entry>), (script: KilnScripts.Script, keys: [String], args: [String]))] = []
+            var failed: [(queue: String, entries: ArraySlice<Entry>)] = []
             var lastError: Error?
             do {
-                let replies = try await scripts.runPipelined(remaining.map(\.1))
-                for (item, reply) in zip(remaining, replies) {
-                    if case .error(let text) = reply {
-                        let e = RedisError.reply(text, command: "script finish_many", address: scripts.connection.configuration.address)
+                // Every try sends the same outcomes (each with the time its attempt ended), so a
+                // try whose reply was lost is recognised by the script on the next one.
+                let replies = try await store.finish(remaining.map { g in (g.queue, ArraySlice(g.entries.map(\.outcome))) })
+                for (group, reply) in zip(remaining, replies) {
+                    switch reply {
+                    case .failure(let e):
                         lastError = e
                         if !e.isTransient { serverErrors += 1 }
-                        failed.append(item)
-                        continue
-                    }
-                    let statuses = reply.array.map { $0.string ?? "?" }
-                    for (i, e) in item.0.entries.enumerated() {
-                        e.reply.resume(returning: i < statuses.count ? statuses[i] : nil)
+                        failed.append(group)
+                    case .success(let statuses):
+                        for (e, status) in zip(group.entries, statuses) { e.reply.resume(returning: status) }
                     }
                 }
             } catch {
@@ -158,8 +148,8 @@ final class FinishBatcher: Sendable {
                 return
             }
             if serverErrors >= 5 {
-                logger.error("could not write \(failed.reduce(0) { $0 + $1.0.entries.count }) job outcome(s), giving up: \(lastError.map { "\($0)" } ?? "?")")
-                for item in failed { for e in item.0.entries { e.reply.resume(returning: nil) } }
+                logger.error("could not write \(failed.reduce(0) { $0 + $1.entries.count }) job outcome(s), giving up: \(lastError.map { "\($0)" } ?? "?")")
+                for item in failed { for e in item.entries { e.reply.resume(returning: nil) } }
                 if failingSince != nil { outage.ended(logger) }
                 return
             }

@@ -13,8 +13,7 @@ import ServiceLifecycle
 public struct JobExecutor: Service {
     let options: WorkerOptions
     let runner: JobRunner
-    let keys: KeySchema
-    let scripts: ScriptRunner
+    let store: KilnStore
     let running: RunningJobs
     let ioSlots: SlotPool
     let cpuSlots: SlotPool?
@@ -68,11 +67,8 @@ public struct JobExecutor: Service {
         log[metadataKey: "kind"] = "\(kind.rawValue)"
         let waiter = RedisBlockingConnection(configuration: options.redis)
         defer { waiter.close() }
-        let pendingKey = keys.pending(queue, kind)
-        let leaseMs = String(KilnDuration.milliseconds(options.lease))
-        // A job ends by its timeout (plus the kill grace for CPU jobs); the margin leaves room for
-        // writing the outcome.
-        let leaseMarginMs = String(KilnDuration.milliseconds(options.leaseMargin))
+        // A job ends by its timeout (plus the kill grace for CPU jobs); the lease margin leaves
+        // room for writing the outcome.
         var outage = OutageTracker(what: "fetch jobs", logger: log)
         await withDiscardingTaskGroup { jobs in
             while true {
@@ -82,10 +78,8 @@ public struct JobExecutor: Service {
                 } catch { break }
                 let leased: [LeasedJob]
                 do {
-                    let reply = try await scripts.run(
-                        KilnScripts.fetch, keys: [pendingKey, keys.running(queue)],
-                        args: [keys.queuePrefix(queue), String(JobRunner.nowMs()), String(n), options.name, leaseMs, leaseMarginMs])
-                    leased = LeasedJob.parse(reply, queue: queue)
+                    leased = try await store.fetch(queue: queue, kind: kind, max: n, worker: options.name, lease: options.lease,
+                                                   leaseMargin: options.leaseMargin, now: JobRunner.nowMs()).map(LeasedJob.init)
                     outage.succeeded()
                 } catch {
                     slots.release(n)
@@ -100,12 +94,10 @@ public struct JobExecutor: Service {
                 }
                 if leased.count < n {
                     // Fewer jobs than free slots: the list is (nearly) empty. Block until it has
-                    // an element (at once if it still has one) rather than fetch again right
-                    // away. Rotating the list onto itself (RIGHT to RIGHT) leaves it unchanged,
-                    // so this only waits, it takes nothing.
+                    // a job (at once if it still has one) rather than fetch again right away.
                     do {
-                        _ = try await cancelWhenGracefulShutdown {
-                            try await waiter.send(["BLMOVE", pendingKey, pendingKey, "RIGHT", "RIGHT", "5"], blockFor: .seconds(5))
+                        try await cancelWhenGracefulShutdown {
+                            try await store.waitForWork(queue: queue, kind: kind, on: waiter, seconds: 5)
                         }
                     } catch is CancellationError {
                         break

@@ -10,8 +10,7 @@ import Synchronization
 struct JobRunner: Sendable {
     let options: WorkerOptions
     let registry: JobRegistry
-    let keys: KeySchema
-    let scripts: ScriptRunner
+    let store: KilnStore
     let pool: ProcessPool?
     let running: RunningJobs
     let deadlines: Deadlines
@@ -21,19 +20,18 @@ struct JobRunner: Sendable {
     /// Writes outcomes in batches (one `finish_many` call for all that finish together).
     let finisher: FinishBatcher
 
-    init(options: WorkerOptions, registry: JobRegistry, keys: KeySchema, scripts: ScriptRunner, pool: ProcessPool?,
+    init(options: WorkerOptions, registry: JobRegistry, store: KilnStore, pool: ProcessPool?,
          running: RunningJobs, deadlines: Deadlines, logger: Logger) {
         self.options = options
         self.registry = registry
-        self.keys = keys
-        self.scripts = scripts
+        self.store = store
         self.pool = pool
         self.running = running
         self.deadlines = deadlines
         self.logger = logger
         let outage = WriteOutage()
         self.writeOutage = outage
-        self.finisher = FinishBatcher(keys: keys, scripts: scripts, outage: outage, logger: logger)
+        self.finisher = FinishBatcher(store: store, outage: outage, logger: logger)
     }
 
     /// How an attempt ended, before it is written.
@@ -140,54 +138,49 @@ struct JobRunner: Sendable {
     /// Writes the outcome with the fenced finish script, retrying while Redis is unreachable.
     @discardableResult
     private func write(_ job: LeasedJob, _ outcome: Outcome, endedAt: Int64? = nil, log: JobLog) async -> String {
-        var resultText = ""
-        var errType = ""
-        var errMsg = ""
-        var word = "failed"
-        var delay: Int64 = -1
+        let endedAt = endedAt ?? Self.nowMs()
+        var attempt = AttemptOutcome(id: job.id, token: job.token, ending: .failed, endedAt: endedAt)
         switch outcome {
         case .succeeded(let r):
-            word = "succeeded"
-            resultText = r
+            attempt.ending = .succeeded
+            attempt.result = r
             if r.utf8.count > options.maxResultBytes {
-                word = "failed"
-                errType = "result_too_large"
-                errMsg = "result is \(r.utf8.count) bytes, over the limit of \(options.maxResultBytes) bytes"
-                resultText = ""
+                attempt.ending = .failed
+                attempt.errorType = "result_too_large"
+                attempt.errorMessage = "result is \(r.utf8.count) bytes, over the limit of \(options.maxResultBytes) bytes"
+                attempt.result = ""
             }
         case .failed(let t, let m, let retryable):
-            errType = t
-            errMsg = m
-            if retryable { delay = backoffMs(attempt: job.attempt) }
+            attempt.errorType = t
+            attempt.errorMessage = m
+            if retryable { attempt.retryDelayMs = backoffMs(attempt: job.attempt) }
         case .timedOut:
-            word = "timed_out"
-            errType = "timeout"
-            errMsg = "timed out after \(KilnDuration.format(.milliseconds(job.timeoutMs ?? 0)))"
-            delay = backoffMs(attempt: job.attempt)
+            attempt.ending = .timedOut
+            attempt.errorType = "timeout"
+            attempt.errorMessage = "timed out after \(KilnDuration.format(.milliseconds(job.timeoutMs ?? 0)))"
+            attempt.retryDelayMs = backoffMs(attempt: job.attempt)
         case .stopped(.cancel):
-            word = "cancelled"
-            errType = "cancelled"
-            errMsg = "cancelled while running"
+            attempt.ending = .cancelled
+            attempt.errorType = "cancelled"
+            attempt.errorMessage = "cancelled while running"
         case .stopped(.leaseLost):
             log.warning("job stopped: its lease was lost and another worker owns it now; nothing written")
             return "lease_lost"
         case .stopped(.shutdown):
             return "released"
         }
-        let status = await finisher.finish(queue: job.queue, args: [job.id, job.token, word, resultText, errType, errMsg, String(delay),
-                                                                  String(endedAt ?? Self.nowMs())])
-        if status == "stale" {
+        let status = await finisher.finish(queue: job.queue, attempt)
+        if status == .stale {
             log.warning("result discarded: this attempt no longer holds the job's lease (a newer attempt owns it)")
-        } else if status == "retrying" {
-            log.info("job will retry", metadata: ["error": "\(SafeText.escaped(errMsg))", "delay_ms": "\(delay)"])
+        } else if status == .left(.retrying) {
+            log.info("job will retry", metadata: ["error": "\(SafeText.escaped(attempt.errorMessage))", "delay_ms": "\(attempt.retryDelayMs ?? -1)"])
         }
-        return status ?? "unwritten"
+        return status?.word ?? "unwritten"
     }
 
     private func release(_ job: LeasedJob, to kind: JobKind, log: JobLog) async {
         let r = await retrying(log: log, what: "hand the job back") {
-            try await scripts.run(KilnScripts.release, keys: [keys.running(job.queue), keys.pending(job.queue, kind)],
-                                  args: [keys.queuePrefix(job.queue), job.id, job.token, kind.rawValue, String(Self.nowMs())]).string ?? "?"
+            try await store.release(queue: job.queue, id: job.id, token: job.token, to: kind, now: Self.nowMs()).rawValue
         }
         log.info("job handed back to the queue", metadata: ["to": "\(kind.rawValue)", "outcome": "\(r ?? "unwritten")"])
     }

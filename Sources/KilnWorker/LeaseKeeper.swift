@@ -13,19 +13,18 @@ import Synchronization
 /// Swift concurrency thread (a blocking call in an I/O handler) cannot starve it and lose leases.
 public final class LeaseKeeper: Service, Sendable {
     let options: WorkerOptions
-    let keys: KeySchema
     let running: RunningJobs
     let logger: Logger
-    private let scripts: ScriptRunner
+    /// The worker's store on a connection of the heartbeat's own.
+    private let store: KilnStore
     private let wake = Mutex<(stop: Bool, now: Bool)>((false, false))
     private let signal = DispatchSemaphore(value: 0)
 
-    init(options: WorkerOptions, keys: KeySchema, running: RunningJobs, logger: Logger) {
+    init(options: WorkerOptions, store: KilnStore, running: RunningJobs, logger: Logger) {
         self.options = options
-        self.keys = keys
         self.running = running
         self.logger = logger
-        self.scripts = ScriptRunner(connection: RedisConnection(configuration: options.redis))
+        self.store = store.on(RedisConnection(configuration: options.redis))
     }
 
     public func run() async throws {
@@ -72,7 +71,7 @@ public final class LeaseKeeper: Service, Sendable {
                     }
                 }
             }
-            scripts.connection.close()
+            store.connection.close()
             onExit()
         }
         thread.name = "kiln-heartbeat"
@@ -92,18 +91,10 @@ public final class LeaseKeeper: Service, Sendable {
 
     /// One renewal pass, blocking; called on the heartbeat thread.
     func renew() throws {
-        let lease = KilnDuration.milliseconds(options.lease)
-        let deadline = String(JobRunner.nowMs() + lease)
+        let deadline = JobRunner.nowMs() + KilnDuration.milliseconds(options.lease)
         for (queue, jobs) in running.byQueue() {
-            var args = [keys.queuePrefix(queue), deadline, String(lease)]
-            for j in jobs { args.append(j.id); args.append(j.token) }
-            let reply = try scripts.runBlocking(KilnScripts.extend, keys: [keys.running(queue)], args: args)
-            let f = reply.array.map { $0.string ?? "" }
-            var i = 0
-            while i + 1 < f.count {
-                running.stop(queue: queue, id: f[i], f[i + 1] == "cancel" ? .cancel : .leaseLost)
-                i += 2
-            }
+            let stops = try store.extendBlocking(queue: queue, jobs: jobs.map { ($0.id, $0.token) }, deadline: deadline, lease: options.lease)
+            for s in stops { running.stop(queue: queue, id: s.id, s.verdict == .cancel ? .cancel : .leaseLost) }
         }
     }
 }
@@ -111,7 +102,7 @@ public final class LeaseKeeper: Service, Sendable {
 /// Listens on the cancel channel and stops cancelled jobs that run here, within milliseconds.
 public struct CancelListener: Service {
     let options: WorkerOptions
-    let keys: KeySchema
+    let store: KilnStore
     let running: RunningJobs
     let leases: LeaseKeeper
     let logger: Logger
@@ -122,17 +113,11 @@ public struct CancelListener: Service {
         let running = self.running
         let leases = self.leases
         try? await cancelWhenGracefulShutdown {
-            try await conn.subscribe([keys.cancelChannel], onReconnect: {
+            try await store.listenForCancels(on: conn, onReconnect: {
                 // Cancels published while we were away are in the records: renewal reads them.
                 leases.renewSoon()
-            }) { message in
-                // The message is "prefix:{queue}: id" (see the cancel script).
-                guard let text = message.array.last?.string,
-                      let open = text.firstIndex(of: "{"), let close = text.lastIndex(of: "}"), open < close,
-                      let id = text.split(separator: " ").last
-                else { return }
-                let queue = String(text[text.index(after: open)..<close])
-                running.stop(queue: queue, id: String(id), .cancel)
+            }) { queue, id in
+                running.stop(queue: queue, id: id, .cancel)
             }
         }
     }

@@ -3,8 +3,6 @@ import KilnRedis
 
 /// A job this worker holds a lease on, as the fetch script handed it out.
 struct LeasedJob: Sendable {
-    static let fieldsPerJob = 9
-
     let id: String
     let token: String
     let attempt: Int
@@ -17,21 +15,25 @@ struct LeasedJob: Sendable {
     /// The kind written in the record, if it was not one Kiln knows (a malformed envelope).
     let badKind: String?
 
-    /// Splits the flat fetch reply into jobs.
-    static func parse(_ reply: RedisValue, queue: String) -> [LeasedJob] {
-        let f = reply.array.map { $0.string ?? "" }
-        var out: [LeasedJob] = []
-        var i = 0
-        while i + fieldsPerJob <= f.count {
-            let kindText = f[i + 5]
-            out.append(LeasedJob(
-                id: f[i], token: f[i + 1], attempt: Int(f[i + 2]) ?? 1, type: f[i + 3], payload: f[i + 4],
-                kind: JobKind(rawValue: kindText) ?? .io, maxAttempts: Int(f[i + 6]) ?? 1,
-                timeoutMs: Int64(f[i + 7]), queue: queue,
-                badKind: JobKind(rawValue: kindText) == nil ? kindText : nil))
-            i += fieldsPerJob
-        }
-        return out
+    /// The job as `fetch` leased it.
+    init(_ f: FetchedJob) {
+        let kind = JobKind(rawValue: f.kindText)
+        self.init(id: f.id, token: f.token, attempt: f.attempt, type: f.type, payload: f.payload, kind: kind ?? .io,
+                  maxAttempts: f.maxAttempts, timeoutMs: f.timeoutMs, queue: f.queue, badKind: kind == nil ? f.kindText : nil)
+    }
+
+    init(id: String, token: String, attempt: Int, type: String, payload: String, kind: JobKind, maxAttempts: Int,
+         timeoutMs: Int64?, queue: String, badKind: String?) {
+        self.id = id
+        self.token = token
+        self.attempt = attempt
+        self.type = type
+        self.payload = payload
+        self.kind = kind
+        self.maxAttempts = maxAttempts
+        self.timeoutMs = timeoutMs
+        self.queue = queue
+        self.badKind = badKind
     }
 
     /// What is wrong with the envelope, if anything: a job that can never run.

@@ -12,8 +12,7 @@ import ServiceLifecycle
 /// chance to land first. (Due retries are still moved meanwhile.)
 public struct Reaper: Service {
     let options: WorkerOptions
-    let keys: KeySchema
-    let scripts: ScriptRunner
+    let store: KilnStore
     let logger: Logger
 
     public func run() async throws {
@@ -26,15 +25,11 @@ public struct Reaper: Service {
                 let now = JobRunner.nowMs()
                 let reclaim = ContinuousClock.now >= noReclaimUntil
                 for queue in options.queues {
-                    let r = try await scripts.run(
-                        KilnScripts.reap,
-                        keys: [keys.running(queue), keys.scheduled(queue), keys.pending(queue, .io), keys.pending(queue, .cpu), keys.dead(queue)],
-                        args: [keys.queuePrefix(queue), String(now), "500", reclaim ? "1" : "0", String(options.deadMax),
-                               String(KilnDuration.milliseconds(options.deadMaxAge))]).array
-                    let reclaimed = r.first?.int ?? 0
-                    if reclaimed > 0 { logger.warning("reclaimed \(reclaimed) job(s) whose worker stopped renewing its lease", metadata: ["queue": "\(queue)"]) }
-                    if r.count > 2, let next = r[2].int, next > 0 {
-                        sleep = min(sleep, .milliseconds(max(5, Int64(next) - now)))
+                    let r = try await store.reap(queue: queue, now: now, limit: 500, reclaim: reclaim,
+                                                 deadMax: options.deadMax, deadMaxAge: options.deadMaxAge)
+                    if r.reclaimed > 0 { logger.warning("reclaimed \(r.reclaimed) job(s) whose worker stopped renewing its lease", metadata: ["queue": "\(queue)"]) }
+                    if let next = r.nextDueMs {
+                        sleep = min(sleep, .milliseconds(max(5, next - now)))
                     }
                 }
                 if ContinuousClock.now >= nextSweep {
@@ -54,31 +49,12 @@ public struct Reaper: Service {
         }
     }
 
-    /// `text` with SCAN's glob characters escaped (prefixes and queue names may contain them).
-    static func globEscaped(_ text: String) -> String {
-        var out = ""
-        for c in text {
-            if "*?[]\\".contains(c) { out.append("\\") }
-            out.append(c)
-        }
-        return out
-    }
-
     /// Finds jobs marked running with no entry in the running set and gives them a lease.
     func sweep() async throws {
-        let deadline = String(JobRunner.nowMs() + KilnDuration.milliseconds(options.lease))
+        let deadline = JobRunner.nowMs() + KilnDuration.milliseconds(options.lease)
         for queue in options.queues {
-            var cursor = "0"
-            repeat {
-                let page = try await scripts.connection.send(["SCAN", cursor, "MATCH", Self.globEscaped(keys.queuePrefix(queue)) + "job:*", "COUNT", "1000"]).array
-                cursor = page.first?.string ?? "0"
-                let prefix = keys.queuePrefix(queue) + "job:"
-                let ids = (page.count > 1 ? page[1].array : []).compactMap { $0.string }.map { String($0.dropFirst(prefix.count)) }
-                if !ids.isEmpty {
-                    let found = try await scripts.run(KilnScripts.sweep, keys: [keys.running(queue)], args: [keys.queuePrefix(queue), deadline] + ids).int ?? 0
-                    if found > 0 { logger.warning("found \(found) job(s) marked running without a lease; they will be reclaimed unless a worker renews them", metadata: ["queue": "\(queue)"]) }
-                }
-            } while cursor != "0"
+            let found = try await store.sweepAll(queue: queue, deadline: deadline)
+            if found > 0 { logger.warning("found \(found) job(s) marked running without a lease; they will be reclaimed unless a worker renews them", metadata: ["queue": "\(queue)"]) }
         }
     }
 }

@@ -22,7 +22,8 @@ public struct Worker: Sendable {
     /// The parts, in start order; shutdown runs in reverse (executor first, pool last).
     public let services: [any Service]
     let running: RunningJobs
-    let connection: RedisConnection
+    let store: KilnStore
+    var connection: RedisConnection { store.connection }
 
     public init(options: WorkerOptions, registry: JobRegistry, logger: Logger = Logger(label: "kiln.worker")) throws {
         try options.validate()
@@ -31,26 +32,24 @@ public struct Worker: Sendable {
         var log = logger
         log[metadataKey: "worker"] = "\(options.name)"
         self.logger = log
-        let keys = KeySchema(prefix: options.prefix)
-        let connection = RedisConnection(configuration: options.redis)
-        self.connection = connection
-        let scripts = ScriptRunner(connection: connection)
+        let store = KilnStore(prefix: options.prefix, connection: RedisConnection(configuration: options.redis))
+        self.store = store
         let running = RunningJobs()
         self.running = running
         let pool = options.processes > 0
             ? ProcessPool(size: options.processes, logger: log, killGrace: options.killGrace, niceness: options.poolNiceness) : nil
-        let runner = JobRunner(options: options, registry: registry, keys: keys, scripts: scripts, pool: pool, running: running,
+        let runner = JobRunner(options: options, registry: registry, store: store, pool: pool, running: running,
                                deadlines: Deadlines(), logger: log)
-        let leases = LeaseKeeper(options: options, keys: keys, running: running, logger: log)
+        let leases = LeaseKeeper(options: options, store: store, running: running, logger: log)
         let executor = JobExecutor(
-            options: options, runner: runner, keys: keys, scripts: scripts, running: running,
+            options: options, runner: runner, store: store, running: running,
             ioSlots: SlotPool(capacity: options.concurrency),
             cpuSlots: pool.map { SlotPool(capacity: $0.size) }, logger: log)
         var services: [any Service] = []
         if let pool { services.append(pool) }
         services.append(leases)
-        services.append(Reaper(options: options, keys: keys, scripts: scripts, logger: log))
-        services.append(CancelListener(options: options, keys: keys, running: running, leases: leases, logger: log))
+        services.append(Reaper(options: options, store: store, logger: log))
+        services.append(CancelListener(options: options, store: store, running: running, leases: leases, logger: log))
         services.append(executor)
         self.services = services
     }
@@ -63,13 +62,16 @@ public struct Worker: Sendable {
     }
 
     /// Waits for Redis: a worker started while Redis restarts or is unreachable waits (logging
-    /// once) rather than exiting; a wrong password or bad database fails at once.
+    /// once) rather than exiting; a wrong password or bad database fails at once. Then checks
+    /// the prefix's version marker (writing it if missing): a prefix of another protocol
+    /// version stops the worker before it reads or writes any job.
     func waitForRedis() async throws {
         var delay = Duration.milliseconds(100)
         var logged = false
         while true {
             do {
                 _ = try await connection.send(["PING"])
+                try await store.checkVersion(mark: true)
                 if logged { logger.info("Redis at \(options.redis.address) is reachable") }
                 return
             } catch let e as RedisError where e.isTransient {

@@ -145,16 +145,10 @@ struct DemoScenarios {
         var firstStart = Int64.max
         var lastFinish = Int64.min
         var ok = 0
-        for chunk in stride(from: 0, to: ids.count, by: 2000) {
-            let replies = try await client.connection.pipeline(ids[chunk..<min(ids.count, chunk + 2000)].map {
-                ["HMGET", client.keys.job("default", $0), "status", "started_at", "finished_at"]
-            })
-            for r in replies {
-                let f = r.array
-                if f.count == 3, f[0].string == "succeeded" { ok += 1 }
-                if f.count == 3, let s = f[1].int { firstStart = min(firstStart, Int64(s)) }
-                if f.count == 3, let e = f[2].int { lastFinish = max(lastFinish, Int64(e)) }
-            }
+        for rec in try await client.store.records(queue: "default", ids: ids) {
+            if rec?.status == .succeeded { ok += 1 }
+            if let s = rec?.startedAt { firstStart = min(firstStart, s) }
+            if let e = rec?.finishedAt { lastFinish = max(lastFinish, e) }
         }
         let span = max(1, lastFinish - firstStart)
         table.add("drain them, one worker", "\(ok)/\(n) succeeded, \(Int(Double(n) / (Double(span) / 1000))) jobs/s", "first start to last finish \(String(format: "%.2f s", Double(span) / 1000))")

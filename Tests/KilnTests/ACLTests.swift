@@ -13,11 +13,13 @@ import Glibc
 /// users without a single ACL denial, and each user is refused what it must not do.
 @Suite(.serialized) struct ACLTests {
     /// The rules after `ACL SETUSER kiln-producer reset on >PASSWORD`, exactly as in docs/security.md.
-    static let producerRules = "resetchannels &kiln:cancel -@all +script|load +evalsha +sadd +smembers +exists +hgetall +llen +zcard +zrange +blmove +hset +hget +lpush +rpush +lrem +zrem +pexpire +del +publish ~kiln:queues ~kiln:{*}:pending:* ~kiln:{*}:scheduled ~kiln:{*}:job:* ~kiln:{*}:done:* %R~kiln:{*}:running %R~kiln:{*}:dead"
+    static let producerRules = "resetchannels &kiln:cancel -@all +script|load +evalsha +sadd +smembers +exists +hgetall +llen +zcard +zrange +blmove +hset +hget +lpush +rpush +lrem +zrem +pexpire +del +publish +get +set ~kiln:queues ~kiln:version ~kiln:{*}:pending:* ~kiln:{*}:scheduled ~kiln:{*}:job:* ~kiln:{*}:done:* %R~kiln:{*}:running %R~kiln:{*}:dead"
     /// The rules after `ACL SETUSER kiln-worker reset on >PASSWORD`, exactly as in docs/security.md.
-    static let workerRules = "resetchannels &kiln:cancel -@all +ping +subscribe +script|load +evalsha +blmove +rpop +lpush +rpush +hmget +hget +hset +hdel +hincrby +exists +zadd +zrem +zrange +zrangebyscore +zcard +zscore +scan +pexpire +del +time ~kiln:{*}:pending:* ~kiln:{*}:running ~kiln:{*}:scheduled ~kiln:{*}:dead ~kiln:{*}:job:* ~kiln:{*}:done:*"
+    static let workerRules = "resetchannels &kiln:cancel -@all +ping +subscribe +script|load +evalsha +blmove +rpop +lpush +rpush +hmget +hget +hset +hdel +hincrby +exists +zadd +zrem +zrange +zrangebyscore +zcard +zscore +scan +pexpire +del +time +get +set ~kiln:version ~kiln:{*}:pending:* ~kiln:{*}:running ~kiln:{*}:scheduled ~kiln:{*}:dead ~kiln:{*}:job:* ~kiln:{*}:done:*"
     /// The admin user the doc tells operators to create before disabling `default`.
     static let adminRules = "on >ADMIN_PASSWORD ~* &* +@all"
+    /// Key names of the prefix `kiln`, from the store's key builder.
+    static let K = KeySchema(prefix: "kiln")
 
     static let producerPassword = "producer-secret-1"
     static let workerPassword = "worker-secret-2"
@@ -61,7 +63,7 @@ import Glibc
         }
 
         func status(_ id: String) async throws -> String? {
-            try await admin.send(["HGET", "kiln:{default}:job:\(id)", "status"]).string
+            try await admin.send(["HGET", ACLTests.K.job("default", id), "status"]).string
         }
 
         /// Every ACL denial the server logged since the last reset.
@@ -148,8 +150,8 @@ import Glibc
                 // A failing job with one retry: scheduled, promoted by the reaper, then dead-lettered.
                 let fail = try await server.kiln("enqueue", "fail", #"{"message":"acl"}"#, "--retries", "1", "--wait", "--wait-timeout", "20s")
                 #expect(fail.code == 4 && fail.stderr.contains("dead"), "fail: \(fail.code) \(fail.stdout) \(fail.stderr)")
-                #expect(try await server.admin.send(["ZCARD", "kiln:{default}:dead"]).int == 1)
-                let failID = try await server.admin.send(["ZRANGE", "kiln:{default}:dead", "0", "0"]).array.first?.string ?? "?"
+                #expect(try await server.admin.send(["ZCARD", ACLTests.K.dead("default")]).int == 1)
+                let failID = try await server.admin.send(["ZRANGE", ACLTests.K.dead("default"), "0", "0"]).array.first?.string ?? "?"
                 // The producer may list dead letters but not take them out of the dead set.
                 let dead = try await server.kiln("dead")
                 #expect(dead.code == 0 && dead.stdout.contains(failID), "dead: \(dead.code) \(dead.stdout) \(dead.stderr)")
@@ -169,7 +171,7 @@ import Glibc
                 #expect(idle.code == 0, "enqueue to idle: \(idle.stderr)")
                 let cancelQueued = try await server.kiln("cancel", idle.line)
                 #expect(cancelQueued.code == 0 && cancelQueued.stdout == "cancelled\n", "cancel queued: \(cancelQueued.code) \(cancelQueued.stdout) \(cancelQueued.stderr)")
-                #expect(try await server.admin.send(["LLEN", "kiln:{idle}:pending:io"]).int == 0)
+                #expect(try await server.admin.send(["LLEN", ACLTests.K.pending("idle", .io)]).int == 0)
 
                 let queues = try await server.kiln("queues")
                 #expect(queues.code == 0 && queues.stdout.contains("default"), "queues: \(queues.code) \(queues.stdout) \(queues.stderr)")
@@ -178,9 +180,9 @@ import Glibc
                 let held = try await server.kiln("enqueue", "sleep", #"{"ms":20000}"#)
                 #expect(held.code == 0, "enqueue sleep: \(held.stderr)")
                 try await eventually("the second sleep job did not start", timeout: .seconds(10)) { try await server.status(held.line) == "running" }
-                let firstLease = try await server.admin.send(["ZSCORE", "kiln:{default}:running", held.line]).string.flatMap { Double($0) } ?? 0
+                let firstLease = try await server.admin.send(["ZSCORE", ACLTests.K.running("default"), held.line]).string.flatMap { Double($0) } ?? 0
                 try await eventually("the lease was not renewed", timeout: .seconds(5)) {
-                    let lease = try await server.admin.send(["ZSCORE", "kiln:{default}:running", held.line]).string.flatMap { Double($0) } ?? 0
+                    let lease = try await server.admin.send(["ZSCORE", ACLTests.K.running("default"), held.line]).string.flatMap { Double($0) } ?? 0
                     return lease > firstLease
                 }
                 worker.signal(SIGTERM)
@@ -204,27 +206,27 @@ import Glibc
             let client = try KilnClient(options: KilnClientOptions(redis: try RedisConfiguration(url: server.producerURL), prefix: "kiln"))
             defer { client.close() }
             let job = try await client.enqueue("echo", json: "1")
-            let k = client.keys
+            let k = client.store.keys
             let q = "default"
             let P = k.queuePrefix(q)
             let now = String(Int64(Date().timeIntervalSince1970 * 1000))
 
             await expectDenied("fetch") {
-                _ = try await client.scripts.run(KilnScripts.fetch, keys: [k.pending(q, .io), k.running(q)], args: [P, now, "1", "intruder", "30000"])
+                _ = try await client.store.run(KilnScripts.fetch, keys: [k.pending(q, .io), k.running(q)], args: [P, now, "1", "intruder", "30000"])
             }
             await expectDenied("finish") {
-                _ = try await client.scripts.run(KilnScripts.finish, keys: [k.running(q), k.scheduled(q), k.dead(q)],
+                _ = try await client.store.run(KilnScripts.finish, keys: [k.running(q), k.scheduled(q), k.dead(q)],
                                                  args: [P, job.id, "1", "succeeded", #""forged""#, "", "", now, "-1"])
             }
             await expectDenied("reap") {
-                _ = try await client.scripts.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
+                _ = try await client.store.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
                                                  args: [P, now, "10"])
             }
             await expectDenied("extend") {
-                _ = try await client.scripts.run(KilnScripts.extend, keys: [k.running(q)], args: [P, now, "2000", job.id, "1"])
+                _ = try await client.store.run(KilnScripts.extend, keys: [k.running(q)], args: [P, now, "2000", job.id, "1"])
             }
             await expectDenied("release") {
-                _ = try await client.scripts.run(KilnScripts.release, keys: [k.running(q), k.pending(q, .io)], args: [P, job.id, "1", "io", now])
+                _ = try await client.store.run(KilnScripts.release, keys: [k.running(q), k.pending(q, .io)], args: [P, job.id, "1", "io", now])
             }
             for command in [
                 ["ZADD", k.running(q), "0", job.id], ["DEL", k.dead(q)], ["SET", "other:key", "1"], ["GET", "other:key"],
@@ -248,7 +250,7 @@ import Glibc
             #expect(try await worker.send(["PING"]).string == "PONG")
             for command in [
                 ["FLUSHALL"], ["FLUSHDB"], ["CONFIG", "GET", "maxmemory"], ["CONFIG", "SET", "maxmemory", "1"], ["ACL", "LIST"],
-                ["KEYS", "*"], ["SET", "other:key", "1"], ["SADD", "kiln:queues", "x"], ["PUBLISH", "kiln:cancel", "x"],
+                ["KEYS", "*"], ["SET", "other:key", "1"], ["SADD", ACLTests.K.queues, "x"], ["PUBLISH", ACLTests.K.cancelChannel, "x"],
                 ["EVAL", "return 1", "0"], ["SHUTDOWN"], ["HSET", "other:{default}:job:x", "a", "1"], ["RPUSH", "other:list", "x"],
             ] {
                 await expectDenied("worker \(command.joined(separator: " "))") { _ = try await worker.send(command) }
@@ -258,13 +260,14 @@ import Glibc
             // The reaper's sweep (every 60 s, too rare for the flow): SCAN for job records, then
             // give a job marked running without a lease one.
             _ = try await server.admin.send(["ACL", "LOG", "RESET"])
-            _ = try await server.admin.send(["HSET", "kiln:{default}:job:ORPHAN", "id", "ORPHAN", "status", "running"])
-            let page = try await worker.send(["SCAN", "0", "MATCH", "kiln:{default}:job:*", "COUNT", "500"]).array
-            #expect(page.count == 2 && page[1].array.compactMap(\.string) == ["kiln:{default}:job:ORPHAN"])
-            let deadline = String(Int64(Date().timeIntervalSince1970 * 1000) + 30_000)
-            let found = try await ScriptRunner(connection: worker).run(KilnScripts.sweep, keys: ["kiln:{default}:running"], args: ["kiln:{default}:", deadline, "ORPHAN"])
-            #expect(found.int == 1)
-            #expect(try await server.admin.send(["ZSCORE", "kiln:{default}:running", "ORPHAN"]).string == deadline)
+            _ = try await server.admin.send(["HSET", ACLTests.K.job("default", "ORPHAN"), "id", "ORPHAN", "status", "running"])
+            let deadline = Int64(Date().timeIntervalSince1970 * 1000) + 30_000
+            let found = try await KilnStore(prefix: "kiln", connection: worker).sweepAll(queue: "default", deadline: deadline)
+            #expect(found == 1)
+            #expect(try await server.admin.send(["ZSCORE", ACLTests.K.running("default"), "ORPHAN"]).string == String(deadline))
+            // The version marker: the worker may set it if missing and read it.
+            try await KilnStore(prefix: "kiln", connection: worker).checkVersion(mark: true)
+            #expect(try await server.admin.send(["GET", ACLTests.K.version]).string == String(KilnStore.protocolVersion))
             let denials = try await server.aclLog()
             #expect(denials.isEmpty, "the sweep was refused: \(denials)")
         }

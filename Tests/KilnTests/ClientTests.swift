@@ -10,17 +10,15 @@ import Testing
 
     /// Leases up to `count` jobs like a worker would; returns (id, token) pairs.
     func lease(_ client: KilnClient, queue: String = "default", kind: JobKind = .io, count: Int = 1, worker: String = "w1", leaseMs: Int = 30_000) async throws -> [(id: String, token: String)] {
-        let k = client.keys
-        let r = try await client.scripts.run(KilnScripts.fetch, keys: [k.pending(queue, kind), k.running(queue)],
-                                             args: [k.queuePrefix(queue), String(nowMs()), String(count), worker, String(leaseMs)])
-        let f = r.array.map { $0.string ?? "" }
-        return stride(from: 0, to: f.count, by: 9).map { (f[$0], f[$0 + 1]) }
+        try await client.store.fetch(queue: queue, kind: kind, max: count, worker: worker, lease: .milliseconds(leaseMs), now: nowMs())
+            .map { ($0.id, $0.token) }
     }
 
     func finish(_ client: KilnClient, _ id: String, token: String, outcome: String, result: String = "", queue: String = "default", delay: Int = -1) async throws -> String {
-        let k = client.keys
-        return try await client.scripts.run(KilnScripts.finish, keys: [k.running(queue), k.scheduled(queue), k.dead(queue)],
-                                            args: [k.queuePrefix(queue), id, token, outcome, result, outcome == "succeeded" ? "" : "error", "boom", String(nowMs()), String(delay)]).string ?? ""
+        let attempt = AttemptOutcome(id: id, token: token, ending: AttemptOutcome.Ending(rawValue: outcome)!, result: result,
+                                     errorType: outcome == "succeeded" ? "" : "error", errorMessage: "boom",
+                                     retryDelayMs: delay < 0 ? nil : Int64(delay), endedAt: nowMs())
+        return try await client.store.finishOne(queue: queue, attempt).word
     }
 
     func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -32,7 +30,7 @@ import Testing
         let rec = try await job.record()
         #expect(rec.status == .queued && rec.type == "echo" && rec.payload == "{\"a\":1}")
         #expect(rec.maxAttempts == 3 && rec.timeoutMs == 7000 && rec.kind == .io && rec.attempts == 0)
-        #expect(try await client.connection.send(["LRANGE", client.keys.pending("default", .io), "0", "-1"]).array == [.bulk(job.id)])
+        #expect(try await client.connection.send(["LRANGE", client.store.keys.pending("default", .io), "0", "-1"]).array == [.bulk(job.id)])
         #expect(try await client.queueStats() == [QueueStats(name: "default", queued: 1, running: 0, retrying: 0, dead: 0)])
     }
 
@@ -135,12 +133,12 @@ import Testing
     @Test func staleAttemptCannotOverwriteNewerOne() async throws {
         let client = try redis.client(prefix: TestRedis.uniquePrefix())
         defer { client.close() }
-        let k = client.keys
+        let k = client.store.keys
         let job = try await client.enqueue("noop")
         let first = try await lease(client, worker: "old", leaseMs: 1)
         try await Task.sleep(for: .milliseconds(20))
         // The reaper puts the expired lease back; a new worker takes the job.
-        let reaped = try await client.scripts.run(KilnScripts.reap, keys: [k.running("default"), k.scheduled("default"), k.pending("default", .io), k.pending("default", .cpu), k.dead("default")],
+        let reaped = try await client.store.run(KilnScripts.reap, keys: [k.running("default"), k.scheduled("default"), k.pending("default", .io), k.pending("default", .cpu), k.dead("default")],
                                                   args: [k.queuePrefix("default"), String(nowMs()), "100"]).array
         #expect(reaped.first?.int == 1)
         let second = try await lease(client, worker: "new")
@@ -155,12 +153,12 @@ import Testing
     @Test func retryThenDeadLetter() async throws {
         let client = try redis.client(prefix: TestRedis.uniquePrefix())
         defer { client.close() }
-        let k = client.keys
+        let k = client.store.keys
         let job = try await client.enqueue("fail", options: JobOptions(retries: 1))
         let a1 = try await lease(client)
         #expect(try await finish(client, job.id, token: a1[0].token, outcome: "failed", delay: 0) == "retrying")
         #expect(try await job.status() == .retrying)
-        _ = try await client.scripts.run(KilnScripts.reap, keys: [k.running("default"), k.scheduled("default"), k.pending("default", .io), k.pending("default", .cpu), k.dead("default")],
+        _ = try await client.store.run(KilnScripts.reap, keys: [k.running("default"), k.scheduled("default"), k.pending("default", .io), k.pending("default", .cpu), k.dead("default")],
                                          args: [k.queuePrefix("default"), String(nowMs() + 1), "100"])
         let a2 = try await lease(client)
         #expect(try await finish(client, job.id, token: a2[0].token, outcome: "failed", delay: 0) == "dead")
@@ -211,7 +209,7 @@ import Testing
         let job = try await client.enqueue("noop", options: JobOptions(resultTTL: .seconds(60)))
         let l = try await lease(client)
         _ = try await finish(client, job.id, token: l[0].token, outcome: "succeeded", result: "null")
-        let ttl = try await client.connection.send(["PTTL", client.keys.job("default", job.id)]).int ?? -1
+        let ttl = try await client.connection.send(["PTTL", client.store.keys.job("default", job.id)]).int ?? -1
         #expect(ttl > 50_000 && ttl <= 60_000)
     }
 }
@@ -238,11 +236,11 @@ extension ClientTests {
     @Test func leaseIsSizedFromTheJobTimeout() async throws {
         let client = try redis.client(prefix: TestRedis.uniquePrefix())
         defer { client.close() }
-        let k = client.keys
+        let k = client.store.keys
         let short = try await client.enqueue("noop", options: JobOptions(timeout: .seconds(1)))
         let long = try await client.enqueue("noop", options: JobOptions(timeout: .seconds(600)))
         let now = nowMs()
-        _ = try await client.scripts.run(KilnScripts.fetch, keys: [k.pending("default", .io), k.running("default")],
+        _ = try await client.store.run(KilnScripts.fetch, keys: [k.pending("default", .io), k.running("default")],
                                          args: [k.queuePrefix("default"), String(now), "2", "w", "30000", "2000"])
         let after = Int(nowMs())
         let s = try await client.connection.send(["ZSCORE", k.running("default"), short.id]).int ?? 0

@@ -72,7 +72,7 @@ import Glibc
         let job = try await client.enqueue("sleep", json: #"{"ms":1500}"#)
         try await eventually("running") { try await job.status() == .running }
         // Another producer rewrites the TTL while the attempt runs.
-        try await client.connection.send(["HSET", client.keys.job("default", job.id), "result_ttl_ms", "99999999999999999999999"])
+        try await client.connection.send(["HSET", client.store.keys.job("default", job.id), "result_ttl_ms", "99999999999999999999999"])
         let r = try await job.wait(timeout: .seconds(10))
         #expect(r.statusText == "failed" && r.error?.type == "malformed_envelope", "\(r.json)")
         try await HostileRecords.expectFinalAndExpiring(client, id: job.id, status: "failed")
@@ -84,13 +84,13 @@ import Glibc
     @Test func everyScriptValidatesBeforeItWrites() async throws {
         let client = try redis.client(prefix: TestRedis.uniquePrefix())
         defer { client.close() }
-        let k = client.keys, q = "default", qp = client.keys.queuePrefix("default")
+        let k = client.store.keys, q = "default", qp = client.store.keys.queuePrefix("default")
         let now = String(Int64(Date().timeIntervalSince1970 * 1000))
         let hugeTTL = ["result_ttl_ms": "99999999999999999999999"]
 
         // cancel of a queued job whose TTL is out of range: cancelled, and it expires.
         try await HostileRecords.put(client, id: "c1", type: "echo", payload: "1", overrides: hugeTTL)
-        let cancelled = try await client.scripts.run(KilnScripts.cancel, keys: [k.pending(q, .io), k.pending(q, .cpu), k.scheduled(q)],
+        let cancelled = try await client.store.run(KilnScripts.cancel, keys: [k.pending(q, .io), k.pending(q, .cpu), k.scheduled(q)],
                                                      args: [qp, "c1", now, k.cancelChannel])
         #expect(cancelled.string == "cancelled")
         try await HostileRecords.expectFinalAndExpiring(client, id: "c1", status: "cancelled")
@@ -99,7 +99,7 @@ import Glibc
         try await client.connection.send(["HSET", k.job(q, "r1"), "id", "r1", "type", "echo", "kind", "io", "status", "running",
                                           "attempts", "x", "max_attempts", "4", "token", "7", "timeout_ms", "1000", "payload", "1"])
         try await client.connection.send(["ZADD", k.running(q), "99999999999999", "r1"])
-        let released = try await client.scripts.run(KilnScripts.release, keys: [k.running(q), k.pending(q, .io)],
+        let released = try await client.store.run(KilnScripts.release, keys: [k.running(q), k.pending(q, .io)],
                                                     args: [qp, "r1", "7", "io", now])
         #expect(released.string == "failed")
         #expect(try await client.record("r1", queue: q).error?.type == "malformed_envelope")
@@ -111,18 +111,18 @@ import Glibc
                                           "attempts", "4", "max_attempts", "4", "token", "4", "timeout_ms", "1000", "payload", "1",
                                           "result_ttl_ms", "99999999999999999999"])
         try await client.connection.send(["ZADD", k.running(q), "1", "p1"])
-        _ = try await client.scripts.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
+        _ = try await client.store.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
                                          args: [qp, now, "100", "1", "10000", "604800000"])
         #expect(try await client.record("p1", queue: q).error?.type == "malformed_envelope")
         try await HostileRecords.expectFinalAndExpiring(client, id: "p1", status: "failed")
 
         // enqueue and enqueue_many refuse out-of-range numbers and write nothing.
         await #expect(throws: (any Error).self) {
-            _ = try await client.scripts.run(KilnScripts.enqueue, keys: [k.job(q, "e1"), k.pending(q, .io)],
+            _ = try await client.store.run(KilnScripts.enqueue, keys: [k.job(q, "e1"), k.pending(q, .io)],
                                              args: ["e1", "echo", q, "io", "1", "4", "1000", "-1", now])
         }
         await #expect(throws: (any Error).self) {
-            _ = try await client.scripts.run(KilnScripts.enqueueMany, keys: [k.pending(q, .io), k.pending(q, .cpu)],
+            _ = try await client.store.run(KilnScripts.enqueueMany, keys: [k.pending(q, .io), k.pending(q, .cpu)],
                                              args: [qp, q, now, "e2", "echo", "io", "1", "4", "1000", "60000",
                                                     "e3", "echo", "io", "1", "4", "1000", "99999999999999999999"])
         }

@@ -11,16 +11,16 @@ extension ClientTests {
     @Test func aLateFetchStillLeasesForAWholeLease() async throws {
         let client = try redis.client(prefix: TestRedis.uniquePrefix())
         defer { client.close() }
-        let k = client.keys, q = "default"
+        let k = client.store.keys, q = "default"
         let job = try await client.enqueue("noop", options: JobOptions(timeout: .seconds(600)))
         let stamped = nowMs() - 10_000  // the worker stamped it 10 s before Redis saw it
         let before = Int(nowMs())
-        _ = try await client.scripts.run(KilnScripts.fetch, keys: [k.pending(q, .io), k.running(q)],
+        _ = try await client.store.run(KilnScripts.fetch, keys: [k.pending(q, .io), k.running(q)],
                                          args: [k.queuePrefix(q), String(stamped), "1", "w", "2000", "4000"])
         let deadline = try await client.connection.send(["ZSCORE", k.running(q), job.id]).int ?? 0
         #expect(deadline >= before + 2000, "the lease ended \(before + 2000 - deadline) ms too early")
         // The reaper of another worker, running now, must not take it back.
-        _ = try await client.scripts.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
+        _ = try await client.store.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
                                          args: [k.queuePrefix(q), String(nowMs()), "100", "1"])
         #expect(try await client.record(job.id, queue: q).status == .running)
     }
@@ -28,20 +28,20 @@ extension ClientTests {
     @Test func aLateRenewalStillRenewsForAWholeLease() async throws {
         let client = try redis.client(prefix: TestRedis.uniquePrefix())
         defer { client.close() }
-        let k = client.keys, q = "default"
+        let k = client.store.keys, q = "default"
         let job = try await client.enqueue("noop", options: JobOptions(timeout: .seconds(600)))
         let leased = try await lease(client, leaseMs: 2000)
         #expect(leased.map(\.id) == [job.id])
         let before = Int(nowMs())
         // A renewal stamped 10 s ago: its own deadline (stamp + 2 s) is already past.
-        let r = try await client.scripts.run(KilnScripts.extend, keys: [k.running(q)],
+        let r = try await client.store.run(KilnScripts.extend, keys: [k.running(q)],
                                              args: [k.queuePrefix(q), String(nowMs() - 8000), "2000", job.id, leased[0].token])
         #expect(r.array.isEmpty)
         let deadline = try await client.connection.send(["ZSCORE", k.running(q), job.id]).int ?? 0
         #expect(deadline >= before + 2000, "the renewed lease ended \(before + 2000 - deadline) ms too early")
         // With an empty lease_ms the given deadline is used as it is.
         let given = Int(nowMs()) + 5000
-        _ = try await client.scripts.run(KilnScripts.extend, keys: [k.running(q)],
+        _ = try await client.store.run(KilnScripts.extend, keys: [k.running(q)],
                                          args: [k.queuePrefix(q), String(given), "", job.id, leased[0].token])
         #expect(try await client.connection.send(["ZSCORE", k.running(q), job.id]).int == given)
     }

@@ -43,7 +43,7 @@ import Glibc
         let redis = TestRedis.shared
         let client = try redis.client(prefix: TestRedis.uniquePrefix())
         defer { client.close() }
-        let k = client.keys
+        let k = client.store.keys
         var ids: [String] = []
         for i in 0..<4 {
             // Put dead jobs in by hand (as if retries ran out), 1 ms apart.
@@ -54,7 +54,7 @@ import Glibc
         }
         try await client.connection.send(["SADD", k.queues, "default"])
         let reap = { (max: Int, ageMs: Int64) in
-            try await client.scripts.run(KilnScripts.reap, keys: [k.running("default"), k.scheduled("default"), k.pending("default", .io), k.pending("default", .cpu), k.dead("default")],
+            try await client.store.run(KilnScripts.reap, keys: [k.running("default"), k.scheduled("default"), k.pending("default", .io), k.pending("default", .cpu), k.dead("default")],
                                          args: [k.queuePrefix("default"), String(self.nowMs()), "100", "1", String(max), String(ageMs)])
         }
         _ = try await reap(2, 86_400_000)
@@ -88,15 +88,15 @@ import Glibc
     @Test func runningJobWithoutALeaseIsSweptAndReclaimed() async throws {
         let client = try TestRedis.shared.client(prefix: TestRedis.uniquePrefix())
         defer { client.close() }
-        let k = client.keys
+        let k = client.store.keys
         let job = try await client.enqueue("noop")
         let q = "default"
         // Leased, then its running-set entry vanishes (as if written by a broken tool).
-        _ = try await client.scripts.run(KilnScripts.fetch, keys: [k.pending(q, .io), k.running(q)], args: [k.queuePrefix(q), String(nowMs()), "1", "w", "30000"])
+        _ = try await client.store.run(KilnScripts.fetch, keys: [k.pending(q, .io), k.running(q)], args: [k.queuePrefix(q), String(nowMs()), "1", "w", "30000"])
         try await client.connection.send(["ZREM", k.running(q), job.id])
-        let found = try await client.scripts.run(KilnScripts.sweep, keys: [k.running(q)], args: [k.queuePrefix(q), String(nowMs() - 1), job.id])
+        let found = try await client.store.run(KilnScripts.sweep, keys: [k.running(q)], args: [k.queuePrefix(q), String(nowMs() - 1), job.id])
         #expect(found.int == 1)
-        let reaped = try await client.scripts.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
+        let reaped = try await client.store.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
                                                   args: [k.queuePrefix(q), String(nowMs()), "100"]).array
         #expect(reaped.first?.int == 1)
         #expect(try await job.status() == .queued)

@@ -152,7 +152,7 @@ import Glibc
         let badCPU = try await kiln.enqueue("cpu.spin", json: "[1]", options: JobOptions(retries: 0)).wait(timeout: .seconds(20))
         #expect(badCPU.status == .failed && badCPU.error?.type == "bad_payload")
         // Envelopes written to Redis by hand.
-        let k = kiln.keys
+        let k = kiln.store.keys
         try await kiln.connection.send(["SADD", k.queues, "default"])
         try await kiln.connection.send(["HSET", k.job("default", "hand-1"), "payload", "{}", "timeout_ms", "1000"])  // no type
         try await kiln.connection.send(["HSET", k.job("default", "hand-2"), "type", "echo", "payload", "{oops", "timeout_ms", "1000"])

@@ -10,7 +10,7 @@ enum HostileRecords {
     /// fields, and pushes its id, in one MULTI/EXEC (docs/protocol.md, "Without scripts").
     static func put(_ client: KilnClient, id: String, type: String, payload: String, kind: String = "io",
                     overrides: [String: String]) async throws {
-        let k = client.keys
+        let k = client.store.keys
         var fields: [String: String] = [
             "id": id, "type": type, "queue": "default", "kind": kind, "payload": payload, "status": "queued",
             "attempts": "0", "max_attempts": "1", "timeout_ms": "10000", "result_ttl_ms": "86400000",
@@ -27,7 +27,7 @@ enum HostileRecords {
     /// `status` (so waiters wake), and it holds no lease.
     static func expectFinalAndExpiring(_ client: KilnClient, id: String, status: String,
                                        sourceLocation: SourceLocation = #_sourceLocation) async throws {
-        let k = client.keys
+        let k = client.store.keys
         let pttl = try await client.connection.send(["PTTL", k.job("default", id)]).int ?? -3
         #expect(pttl > 1000 && pttl <= 86_400_000, "\(id): PTTL \(pttl)", sourceLocation: sourceLocation)
         let done = try await client.connection.send(["LRANGE", k.done("default", id), "0", "-1"]).array.compactMap(\.string)

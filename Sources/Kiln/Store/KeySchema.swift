@@ -1,9 +1,10 @@
-/// Every Redis key and channel name Kiln uses, built in one place.
+/// Every Redis key and channel name Kiln uses, built in one place (used only by `KilnStore`).
 ///
 /// Keys of one queue share the hash tag `{queue}` so a script touching them stays in one slot:
 ///
 /// | key | type | holds |
 /// |---|---|---|
+/// | `P:version` | string | the protocol version of the data under the prefix |
 /// | `P:queues` | set | names of all queues ever enqueued to |
 /// | `P:cancel` | channel | ids of running jobs someone cancelled |
 /// | `P:{q}:pending:io`, `P:{q}:pending:cpu` | list | ids ready to run (LPUSH in, RPOP out) |
@@ -38,6 +39,7 @@ public struct KeySchema: Sendable, Hashable {
             && prefix.unicodeScalars.allSatisfy { $0.value > 32 && $0.value < 127 && $0 != "{" && $0 != "}" }
     }
 
+    public var version: String { "\(prefix):version" }
     public var queues: String { "\(prefix):queues" }
     public var cancelChannel: String { "\(prefix):cancel" }
 

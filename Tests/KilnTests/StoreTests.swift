@@ -1,0 +1,124 @@
+import Foundation
+import Kiln
+import KilnRedis
+import Testing
+
+/// The store layer's two v2 fixes: a retried `finish_many` recognises its own applied write, and
+/// the version marker stops a client, worker or CLI at a prefix of another protocol version.
+@Suite struct StoreTests {
+    let redis = TestRedis.shared
+
+    func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// A job enqueued with `retries` and leased once; returns the store, the job id and its token.
+    func leasedJob(_ client: KilnClient, retries: Int = 0) async throws -> (id: String, token: String) {
+        let job = try await client.enqueue("echo", json: "1", options: JobOptions(retries: retries))
+        let leased = try await client.store.fetch(queue: "default", kind: .io, max: 1, worker: "w1", lease: .seconds(30), now: nowMs())
+        #expect(leased.count == 1 && leased[0].id == job.id)
+        return (job.id, leased[0].token)
+    }
+
+    func finishTwice(_ client: KilnClient, _ a: AttemptOutcome) async throws -> [FinishReply?] {
+        var out: [FinishReply?] = []
+        // The same call twice, as a retry after a dropped connection sends it.
+        for _ in 0..<2 {
+            let r = try await client.store.finish([("default", [a][...])])
+            guard case .success(let replies) = r[0] else { throw TestFailure("finish_many failed: \(r[0])") }
+            out += replies
+        }
+        return out
+    }
+
+    @Test(arguments: [
+        (AttemptOutcome.Ending.succeeded, 0, Int64?.none, JobStatus.succeeded),
+        (.failed, 2, 5_000, .retrying),
+        (.failed, 2, nil, .dead),
+        (.failed, 0, nil, .failed),
+        (.timedOut, 0, 1_000, .timedOut),
+        (.cancelled, 0, nil, .cancelled),
+    ])
+    func retriedFinishRecognisesItsOwnWrite(ending: AttemptOutcome.Ending, retries: Int, delay: Int64?, left: JobStatus) async throws {
+        let client = try redis.client(prefix: TestRedis.uniquePrefix())
+        defer { client.close() }
+        let (id, token) = try await leasedJob(client, retries: retries)
+        let a = AttemptOutcome(id: id, token: token, ending: ending, result: ending == .succeeded ? "42" : "",
+                               errorType: ending == .succeeded ? "" : (ending == .timedOut ? "timeout" : (ending == .cancelled ? "cancelled" : "error")),
+                               errorMessage: "boom", retryDelayMs: delay, endedAt: nowMs())
+        #expect(try await finishTwice(client, a) == [.left(left), .left(left)])
+        let rec = try #require(try await client.store.record(queue: "default", id: id))
+        #expect(rec.status == left && rec.attempts == 1)
+        if left.isFinal {
+            // Written once: one status word on the done list.
+            #expect(try await client.connection.send(["LLEN", client.store.keys.done("default", id)]).int == 1)
+        }
+    }
+
+    @Test func aStaleWriteIsStillRefused() async throws {
+        let client = try redis.client(prefix: TestRedis.uniquePrefix())
+        defer { client.close() }
+        let (id, token) = try await leasedJob(client)
+        let now = nowMs()
+        let a = AttemptOutcome(id: id, token: token, ending: .succeeded, result: "1", endedAt: now)
+        #expect(try await client.store.finish([("default", [a][...])]) .map { try? $0.get() } == [[.left(.succeeded)]])
+        // Another token (an older attempt), same moment: stale.
+        var older = a
+        older.token = String((Int(token) ?? 1) - 1)
+        #expect(try await client.store.finish([("default", [older][...])]).map { try? $0.get() } == [[.stale]])
+        // The same attempt, another write (another moment, or another outcome): stale.
+        var later = a
+        later.endedAt = now + 1
+        var failed = a
+        failed.ending = .failed
+        failed.errorType = "error"
+        #expect(try await client.store.finish([("default", [later, failed][...])]).map { try? $0.get() } == [[.stale, .stale]])
+        #expect(try await client.store.finishOne(queue: "default", later) == .stale)
+        #expect(try await client.store.record(queue: "default", id: id)?.result == "1")
+    }
+
+    // MARK: version marker
+
+    static let otherVersions = ["3", "banana"]
+
+    func expectedLine(_ prefix: String, _ found: String) -> String {
+        let what = found == "3" ? "protocol v3 data" : "data of an unknown protocol version ('\(found)')"
+        return "kiln: error: prefix '\(prefix)' holds \(what) but this kiln speaks v2; upgrade kiln, or use another --prefix / KILN_PREFIX\n"
+    }
+
+    @Test func writersSetTheMarkerOnce() async throws {
+        let client = try redis.client(prefix: TestRedis.uniquePrefix())
+        defer { client.close() }
+        #expect(try await client.queueStats().isEmpty)
+        #expect(try await client.connection.send(["EXISTS", client.store.keys.version]).int == 0, "a reader wrote the marker")
+        _ = try await client.enqueue("echo", json: "1")
+        #expect(try await client.connection.send(["GET", client.store.keys.version]).string == "2")
+    }
+
+    @Test(arguments: otherVersions) func clientStopsAtAnotherVersion(found: String) async throws {
+        let prefix = TestRedis.uniquePrefix()
+        let client = try redis.client(prefix: prefix)
+        defer { client.close() }
+        try await client.connection.send(["SET", client.store.keys.version, found])
+        do {
+            _ = try await client.enqueue("echo", json: "1")
+            Issue.record("enqueue into a v\(found) prefix was accepted")
+        } catch let e as KilnError {
+            #expect(e.code == .versionMismatch && "kiln: error: \(e.message)\n" == expectedLine(prefix, found), "\(e)")
+        }
+        await #expect(throws: KilnError.self) { _ = try await client.queueStats() }
+        #expect(try await HostileRecords.keys(redis, prefix) == [client.store.keys.version], "something was written")
+    }
+
+    @Test(arguments: otherVersions) func cliAndWorkerStopAtAnotherVersion(found: String) async throws {
+        let cli = KilnCLI(redis: redis, prefix: TestRedis.uniquePrefix())
+        let client = try redis.client(prefix: cli.prefix)
+        defer { client.close() }
+        try await client.connection.send(["SET", client.store.keys.version, found])
+        for args in [["enqueue", "echo", "1"], ["queues"], ["status", "01JD000000000000000000000X"], ["dead"],
+                     ["worker", "--processes", "0"]] {
+            let r = try await cli.run(args, timeout: .seconds(30))
+            #expect(r.code == 1 && r.stderr == expectedLine(cli.prefix, found), "kiln \(args.joined(separator: " ")): \(r.code) \(r.stderr)")
+        }
+        #expect(try await HostileRecords.keys(redis, cli.prefix) == [client.store.keys.version], "something was written")
+        #expect(try await client.connection.send(["GET", client.store.keys.version]).string == found)
+    }
+}
