@@ -133,14 +133,12 @@ import Testing
     @Test func staleAttemptCannotOverwriteNewerOne() async throws {
         let client = try redis.client(prefix: TestRedis.uniquePrefix())
         defer { client.close() }
-        let k = client.store.keys
         let job = try await client.enqueue("noop")
         let first = try await lease(client, worker: "old", leaseMs: 1)
         try await Task.sleep(for: .milliseconds(20))
         // The reaper puts the expired lease back; a new worker takes the job.
-        let reaped = try await client.store.run(KilnScripts.reap, keys: [k.running("default"), k.scheduled("default"), k.pending("default", .io), k.pending("default", .cpu), k.dead("default")],
-                                                  args: [k.queuePrefix("default"), String(nowMs()), "100"]).array
-        #expect(reaped.first?.int == 1)
+        let reaped = try await client.store.reap(queue: "default", now: nowMs(), limit: 100, reclaim: true, deadMax: 10_000, deadMaxAge: .seconds(604_800))
+        #expect(reaped.reclaimed == 1)
         let second = try await lease(client, worker: "new")
         #expect(second.first?.id == job.id && second[0].token != first[0].token)
         #expect(try await finish(client, job.id, token: first[0].token, outcome: "succeeded", result: "\"old\"") == "stale")
@@ -153,13 +151,11 @@ import Testing
     @Test func retryThenDeadLetter() async throws {
         let client = try redis.client(prefix: TestRedis.uniquePrefix())
         defer { client.close() }
-        let k = client.store.keys
         let job = try await client.enqueue("fail", options: JobOptions(retries: 1))
         let a1 = try await lease(client)
         #expect(try await finish(client, job.id, token: a1[0].token, outcome: "failed", delay: 0) == "retrying")
         #expect(try await job.status() == .retrying)
-        _ = try await client.store.run(KilnScripts.reap, keys: [k.running("default"), k.scheduled("default"), k.pending("default", .io), k.pending("default", .cpu), k.dead("default")],
-                                         args: [k.queuePrefix("default"), String(nowMs() + 1), "100"])
+        _ = try await client.store.reap(queue: "default", now: nowMs() + 1, limit: 100, reclaim: true, deadMax: 10_000, deadMaxAge: .seconds(604_800))
         let a2 = try await lease(client)
         #expect(try await finish(client, job.id, token: a2[0].token, outcome: "failed", delay: 0) == "dead")
         let rec = try await job.record()
@@ -240,8 +236,7 @@ extension ClientTests {
         let short = try await client.enqueue("noop", options: JobOptions(timeout: .seconds(1)))
         let long = try await client.enqueue("noop", options: JobOptions(timeout: .seconds(600)))
         let now = nowMs()
-        _ = try await client.store.run(KilnScripts.fetch, keys: [k.pending("default", .io), k.running("default")],
-                                         args: [k.queuePrefix("default"), String(now), "2", "w", "30000", "2000"])
+        _ = try await client.store.fetch(queue: "default", kind: .io, max: 2, worker: "w", lease: .seconds(30), leaseMargin: .seconds(2), now: Int64(now))
         let after = Int(nowMs())
         let s = try await client.connection.send(["ZSCORE", k.running("default"), short.id]).int ?? 0
         let l = try await client.connection.send(["ZSCORE", k.running("default"), long.id]).int ?? 0

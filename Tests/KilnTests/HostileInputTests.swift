@@ -90,18 +90,14 @@ import Glibc
 
         // cancel of a queued job whose TTL is out of range: cancelled, and it expires.
         try await HostileRecords.put(client, id: "c1", type: "echo", payload: "1", overrides: hugeTTL)
-        let cancelled = try await client.store.run(KilnScripts.cancel, keys: [k.pending(q, .io), k.pending(q, .cpu), k.scheduled(q)],
-                                                     args: [qp, "c1", now, k.cancelChannel])
-        #expect(cancelled.string == "cancelled")
+        #expect(try await client.store.cancel(queue: q, id: "c1", now: Int64(now)!) == .cancelled)
         try await HostileRecords.expectFinalAndExpiring(client, id: "c1", status: "cancelled")
 
         // release of a running job whose attempts is not a number: ended, lease gone.
         try await client.connection.send(["HSET", k.job(q, "r1"), "id", "r1", "type", "echo", "kind", "io", "status", "running",
                                           "attempts", "x", "max_attempts", "4", "token", "7", "timeout_ms", "1000", "payload", "1"])
         try await client.connection.send(["ZADD", k.running(q), "99999999999999", "r1"])
-        let released = try await client.store.run(KilnScripts.release, keys: [k.running(q), k.pending(q, .io)],
-                                                    args: [qp, "r1", "7", "io", now])
-        #expect(released.string == "failed")
+        #expect(try await client.store.release(queue: q, id: "r1", token: "7", to: .io, now: Int64(now)!) == .failed)
         #expect(try await client.record("r1", queue: q).error?.type == "malformed_envelope")
         try await HostileRecords.expectFinalAndExpiring(client, id: "r1", status: "failed")
         #expect(try await client.connection.send(["LLEN", k.pending(q, .io)]).int == 0)
@@ -111,8 +107,7 @@ import Glibc
                                           "attempts", "4", "max_attempts", "4", "token", "4", "timeout_ms", "1000", "payload", "1",
                                           "result_ttl_ms", "99999999999999999999"])
         try await client.connection.send(["ZADD", k.running(q), "1", "p1"])
-        _ = try await client.store.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
-                                         args: [qp, now, "100", "1", "10000", "604800000"])
+        _ = try await client.store.reap(queue: q, now: Int64(now)!, limit: 100, reclaim: true, deadMax: 10_000, deadMaxAge: .seconds(604_800))
         #expect(try await client.record("p1", queue: q).error?.type == "malformed_envelope")
         try await HostileRecords.expectFinalAndExpiring(client, id: "p1", status: "failed")
 

@@ -15,13 +15,11 @@ extension ClientTests {
         let job = try await client.enqueue("noop", options: JobOptions(timeout: .seconds(600)))
         let stamped = nowMs() - 10_000  // the worker stamped it 10 s before Redis saw it
         let before = Int(nowMs())
-        _ = try await client.store.run(KilnScripts.fetch, keys: [k.pending(q, .io), k.running(q)],
-                                         args: [k.queuePrefix(q), String(stamped), "1", "w", "2000", "4000"])
+        _ = try await client.store.fetch(queue: q, kind: .io, max: 1, worker: "w", lease: .seconds(2), leaseMargin: .seconds(4), now: Int64(stamped))
         let deadline = try await client.connection.send(["ZSCORE", k.running(q), job.id]).int ?? 0
         #expect(deadline >= before + 2000, "the lease ended \(before + 2000 - deadline) ms too early")
         // The reaper of another worker, running now, must not take it back.
-        _ = try await client.store.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
-                                         args: [k.queuePrefix(q), String(nowMs()), "100", "1"])
+        _ = try await client.store.reap(queue: q, now: Int64(nowMs()), limit: 100, reclaim: true, deadMax: 10_000, deadMaxAge: .seconds(604_800))
         #expect(try await client.record(job.id, queue: q).status == .running)
     }
 
@@ -34,9 +32,8 @@ extension ClientTests {
         #expect(leased.map(\.id) == [job.id])
         let before = Int(nowMs())
         // A renewal stamped 10 s ago: its own deadline (stamp + 2 s) is already past.
-        let r = try await client.store.run(KilnScripts.extend, keys: [k.running(q)],
-                                             args: [k.queuePrefix(q), String(nowMs() - 8000), "2000", job.id, leased[0].token])
-        #expect(r.array.isEmpty)
+        let r = try client.store.extendBlocking(queue: q, jobs: [(job.id, leased[0].token)], deadline: Int64(nowMs() - 8000), lease: .seconds(2))
+        #expect(r.isEmpty)
         let deadline = try await client.connection.send(["ZSCORE", k.running(q), job.id]).int ?? 0
         #expect(deadline >= before + 2000, "the renewed lease ended \(before + 2000 - deadline) ms too early")
         // With an empty lease_ms the given deadline is used as it is.

@@ -54,8 +54,7 @@ import Glibc
         }
         try await client.connection.send(["SADD", k.queues, "default"])
         let reap = { (max: Int, ageMs: Int64) in
-            try await client.store.run(KilnScripts.reap, keys: [k.running("default"), k.scheduled("default"), k.pending("default", .io), k.pending("default", .cpu), k.dead("default")],
-                                         args: [k.queuePrefix("default"), String(self.nowMs()), "100", "1", String(max), String(ageMs)])
+            try await client.store.reap(queue: "default", now: Int64(self.nowMs()), limit: 100, reclaim: true, deadMax: max, deadMaxAge: .milliseconds(ageMs))
         }
         _ = try await reap(2, 86_400_000)
         #expect(try await client.deadJobs().map(\.id) == ["dead-2", "dead-3"])  // the oldest beyond 2 went
@@ -92,13 +91,11 @@ import Glibc
         let job = try await client.enqueue("noop")
         let q = "default"
         // Leased, then its running-set entry vanishes (as if written by a broken tool).
-        _ = try await client.store.run(KilnScripts.fetch, keys: [k.pending(q, .io), k.running(q)], args: [k.queuePrefix(q), String(nowMs()), "1", "w", "30000"])
+        _ = try await client.store.fetch(queue: q, kind: .io, max: 1, worker: "w", lease: .seconds(30), now: Int64(nowMs()))
         try await client.connection.send(["ZREM", k.running(q), job.id])
-        let found = try await client.store.run(KilnScripts.sweep, keys: [k.running(q)], args: [k.queuePrefix(q), String(nowMs() - 1), job.id])
-        #expect(found.int == 1)
-        let reaped = try await client.store.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
-                                                  args: [k.queuePrefix(q), String(nowMs()), "100"]).array
-        #expect(reaped.first?.int == 1)
+        #expect(try await client.store.sweep(queue: q, ids: [job.id], deadline: Int64(nowMs() - 1)) == 1)
+        let reaped = try await client.store.reap(queue: q, now: Int64(nowMs()), limit: 100, reclaim: true, deadMax: 10_000, deadMaxAge: .seconds(604_800))
+        #expect(reaped.reclaimed == 1)
         #expect(try await job.status() == .queued)
     }
 
