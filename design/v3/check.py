@@ -87,7 +87,7 @@ class Kiln:
         return [dict(zip(f[::2], f[1::2])) for f in out]
 
     def reap(self, now, limit=500, reclaim=1):
-        return self.call('reap', self.k('jobs', 'leases', 'later', 'ready:io', 'ready:cpu', 'dead', 'expiry'),
+        return self.call('reap', self.k('jobs', 'leases', 'later', 'ready:io', 'ready:cpu', 'dead', 'expiry', 'revived'),
                          now, limit, reclaim, 10000, 604800000)
 
     def cancel(self, now, *ids):
@@ -102,7 +102,7 @@ class Kiln:
         return self.call('extend', self.k('jobs', 'leases'), deadline, lease, *flat)
 
     def retry_dead(self, now, id):
-        return self.call('retry_dead', self.k('jobs', 'dead', 'ready:io', 'ready:cpu'), now, id)
+        return self.call('retry_dead', self.k('jobs', 'dead', 'ready:io', 'ready:cpu', 'revived'), now, id)
 
 
 def expect(cond, what):
@@ -182,6 +182,19 @@ def scenarios(r, k):
     expect(r('HEXISTS', k.Q + 'jobs', 't1') == 1, 't1 kept before its second')
     out = k.reap(now + 3000)
     expect(r('HEXISTS', k.Q + 'jobs', 't1') == 0 and out[4] >= 1, 'result expired by the index (%r)' % (out,))
+    # A job retried from the dead-letter set is not deleted when its old expiry member comes due.
+    k.enqueue(now, [{'id': 'rv', 'ttl': 1000, 'max_attempts': 1}])
+    g = [x for x in k.fetch(now, 50) if x[0] == 'rv']
+    expect(k.finish(now, [['rv', g[0][1], 'failed', '', 'error', 'e', -1]]) == ['failed'], 'rv failed')
+    expect(k.retry_dead(now + 10, 'rv') == 'queued', 'rv retried')
+    k.reap(now + 5000, reclaim=0)
+    expect(k.get('rv')[0].get('status') == 'queued', 'revived job survives its old expiry member')
+    g = [x for x in k.fetch(now + 6000, 50) if x[0] == 'rv']
+    k.finish(now + 6000, [['rv', g[0][1], 'succeeded']])
+    k.reap(now + 6500, reclaim=0)
+    expect(k.get('rv')[0].get('status') == 'succeeded', 'kept until its new expiry')
+    k.reap(now + 8000, reclaim=0)
+    expect(k.get('rv')[0] == {} and r('SISMEMBER', k.Q + 'revived', 'rv') == 0, 'deleted at its new expiry, no longer listed as revived')
 
 
 def measure(r, k, n=100000, batch=100):

@@ -1,5 +1,5 @@
 -- reap
--- KEYS: Q:jobs, Q:leases, Q:later, Q:ready:io, Q:ready:cpu, Q:dead, Q:expiry
+-- KEYS: Q:jobs, Q:leases, Q:later, Q:ready:io, Q:ready:cpu, Q:dead, Q:expiry, Q:revived
 -- ARGV: Q, now, limit, reclaim, dead_max, dead_max_age_ms
 local q, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local reclaim = ARGV[4] ~= '0'
@@ -81,19 +81,32 @@ if #members > 0 then
     taken[#taken + 1] = m
     for id in string.gmatch(m, '%S+') do ids[#ids + 1] = id end
   end
-  local doomed = {}
+  -- A record changes after it is final only through retry_dead, which lists it in Q:revived;
+  -- only those are read before deleting (the others are due by construction).
+  local doomed, revived = {}, {}
+  local any_revived = redis.call('SCARD', KEYS[8]) > 0
   for i = 1, #ids, 1000 do
     local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
-    local raws = redis.call('HMGET', jobs, unpack(chunk))
+    local flags = any_revived and redis.call('SMISMEMBER', KEYS[8], unpack(chunk)) or {}
     for k, id in ipairs(chunk) do
+      if flags[k] == 1 then revived[#revived + 1] = id else doomed[#doomed + 1] = id end
+    end
+  end
+  if #revived > 0 then
+    local raws = redis.call('HMGET', jobs, unpack(revived))
+    local settled = {}
+    for k, id in ipairs(revived) do
       local r = load(raws[k])
-      if r == false then
-        doomed[#doomed + 1] = id
-      elseif r and r[F_STATUS] >= SUCCEEDED then
+      if r and r[F_STATUS] >= SUCCEEDED then
         local ttl = int_in(r[F_TTL], 1, MAX_MS) and r[F_TTL] or DEFAULT_TTL
-        if math.ceil((r[F_FINISHED] + ttl) / 1000) * 1000 <= now then doomed[#doomed + 1] = id end
+        if math.ceil((r[F_FINISHED] + ttl) / 1000) * 1000 <= now then
+          doomed[#doomed + 1] = id; settled[#settled + 1] = id
+        end
+      elseif not r then
+        settled[#settled + 1] = id
       end
     end
+    if #settled > 0 then redis.call('SREM', KEYS[8], unpack(settled)) end
   end
   for i = 1, #doomed, 7000 do redis.call('HDEL', jobs, unpack(doomed, i, math.min(i + 6999, #doomed))) end
   expired = #doomed
