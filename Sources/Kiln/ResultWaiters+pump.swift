@@ -107,6 +107,10 @@ extension ResultWaiters {
                     state.withLock { s in if s.version == version { s.confirmed = [] } }
                 }, onConfirm: { [self] channel in
                     confirmed(channel, version: version)
+                }, onError: { [self] error in
+                    // A refusal (NOPERM, a wrong password) will not pass: end the waits with it
+                    // rather than let them run into their deadlines.
+                    if let e = error as? RedisError, !e.isTransient { failAll(e) }
                 }, handler: { [self] message in
                     notified(message)
                 })
@@ -115,6 +119,17 @@ extension ResultWaiters {
             }
             conn.close()
         }
+    }
+
+    private func failAll(_ error: Error) {
+        let ended = state.withLock { s -> [Continuation] in
+            let ended = s.waiters.values.compactMap(\.continuation)
+            s.waiters = [:]
+            s.byKey = [:]
+            s.dirty = []
+            return ended
+        }
+        for c in ended { c.resume(throwing: error) }
     }
 
     private func confirmed(_ channel: String, version: Int) {

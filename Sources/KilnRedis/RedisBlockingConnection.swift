@@ -90,11 +90,13 @@ public final class RedisBlockingConnection: @unchecked Sendable {
     /// (messages sent while it was down are lost: callers keep a durable fallback).
     /// `onConfirm` gets each channel name as Redis confirms the subscription to it (after every
     /// reconnect too): from then on, nothing published on that channel is missed until the next
-    /// `onReconnect`.
+    /// `onReconnect`. `onError` sees each failure before the retry (a refusal such as `NOPERM`
+    /// will not go away by retrying: the caller may want to give up).
     public func subscribe(
         _ channels: [String],
         onReconnect: @escaping @Sendable () -> Void = {},
         onConfirm: @escaping @Sendable (String) -> Void = { _ in },
+        onError: @escaping @Sendable (Error) -> Void = { _ in },
         handler: @escaping @Sendable (RedisValue) -> Void
     ) async throws {
         setHandler(handler, confirm: onConfirm)
@@ -110,6 +112,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
             } catch is CancellationError {
                 return
             } catch {
+                onError(error)
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(2))
             }
