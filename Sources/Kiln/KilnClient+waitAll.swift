@@ -48,6 +48,10 @@ extension KilnClient {
             let waiters = resultWaiters()
             defer { waiters.close() }
             let outcome = try await waiters.wait(for: waitFor, until: deadline)
+            if !outcome.pending.isEmpty, let (since, error) = waiters.trouble {
+                // Not "unfinished": Redis could not be asked. Say so, as a single wait does.
+                throw KilnError(.redis, "\(outcome.pending.count) of \(targets.count) jobs have not been seen finished after \(KilnDuration.format(timeout)): Redis has been unreachable for the last \(KilnDuration.format(ContinuousClock.now - since)) (\((KilnError.wrap(error) as? KilnError)?.message ?? "\(error)"))")
+            }
             latest = outcome.records
             gone = outcome.missing
         }

@@ -108,6 +108,7 @@ extension ResultWaiters {
                 }, onConfirm: { [self] channel in
                     confirmed(channel, version: version)
                 }, onError: { [self] error in
+                    noteTrouble(error)
                     // A refusal (NOPERM, a wrong password) will not pass: end the waits with it
                     // rather than let them run into their deadlines.
                     if let e = error as? RedisError, !e.isTransient { failAll(e) }
@@ -132,9 +133,14 @@ extension ResultWaiters {
         for c in ended { c.resume(throwing: error) }
     }
 
+    private func noteTrouble(_ error: Error) {
+        state.withLock { s in s.trouble = (s.trouble?.since ?? .now, error) }
+    }
+
     private func confirmed(_ channel: String, version: Int) {
         state.withLock { s in
             guard s.version == version else { return }
+            s.trouble = nil
             s.confirmed.insert(channel)
             for key in s.byKey.keys where source.channel(key) == channel { s.dirty.insert(key) }
             s.wake?.yield()
@@ -173,6 +179,7 @@ extension ResultWaiters {
                 settle(batch, records)
                 pause = .milliseconds(50)
             } catch {
+                noteTrouble(error)
                 // Redis away or a read failed: try these keys again after a capped pause.
                 state.withLock { s in for k in batch where s.byKey[k] != nil { s.dirty.insert(k) } }
                 try? await Task.sleep(for: pause)
@@ -205,6 +212,7 @@ extension ResultWaiters {
         var finished: [(Continuation, Outcome)] = []
         state.withLock { s in
             s.lastActive = .now
+            if !s.confirmed.isEmpty { s.trouble = nil }
             for (i, key) in keys.enumerated() {
                 guard let tokens = s.byKey[key] else { continue }
                 let record = i < records.count ? records[i] : nil

@@ -108,6 +108,10 @@ public final class ResultWaiters<Key: Hashable & Sendable, Record: Sendable>: Se
 
     /// How many keys are being waited for (for tests and metrics).
     public var waitingKeys: Int { state.withLock { $0.byKey.count } }
+
+    /// Since when, and why, the subscription or the reads have been failing; `nil` while they
+    /// work. A wait that ends at its deadline uses it to tell "not finished" from "could not see".
+    public var trouble: (since: ContinuousClock.Instant, error: Error)? { state.withLock { $0.trouble } }
 }
 
 /// The shared state of `ResultWaiters`, under its mutex.
@@ -137,5 +141,6 @@ struct WaitersState<Key: Hashable & Sendable, Record: Sendable>: Sendable {
     var pumpID = 0
     var wake: AsyncStream<Void>.Continuation?
     var lastActive = ContinuousClock.now
+    var trouble: (since: ContinuousClock.Instant, error: Error)?
     var closed = false
 }

@@ -116,3 +116,31 @@ extension WaitAllTests {
         #expect(!p.stderr.contains("nosub-pw"))
     }
 }
+
+extension WaitAllTests {
+    /// Redis gone for good: the wait ends at its timeout with one line naming Redis (exit 1),
+    /// not with jobs reported as unfinished.
+    @Test func redisGoneDuringAWaitForManyIsReportedAsSuch() async throws {
+        let own = try TestRedis()
+        defer { own.stop() }
+        let cli = KilnCLI(redis: own, prefix: TestRedis.uniquePrefix())
+        let client = try own.client(prefix: cli.prefix)
+        defer { client.close() }
+        let conn = RedisConnection(configuration: own.configuration)
+        defer { conn.close() }
+        let a = try await client.enqueue("echo", json: "1").id
+        let b = try await client.enqueue("echo", json: "2").id
+        let started = ContinuousClock.now
+        let p = try ChildProcess([KilnBinary.path, "result", a, b, "--wait", "--timeout", "3s"], environment: cli.environment)
+        try await eventually("subscribed") {
+            try await conn.send(["PUBSUB", "NUMSUB", "\(cli.prefix):{default}:done"]).array.last?.int ?? 0 >= 1
+        }
+        own.stop()
+        let code = try await p.wait(timeout: .seconds(30))
+        #expect(code == 1, "stderr: \(p.stderr)")
+        #expect(ContinuousClock.now - started >= .milliseconds(2950))
+        let lines = p.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("unreachable") && lines[0].contains("\(own.port)"), "stderr: \(p.stderr)")
+        #expect(p.stdout.isEmpty)
+    }
+}
