@@ -23,6 +23,7 @@ struct BenchConfig: Sendable {
     let w5Sleeps: Int
     let w5Concurrency: Int
     let w6Jobs: Int
+    let w7Jobs: Int                 // BENCH_W7_JOBS: jobs one client waits on at once
     let w6Processes: Int
     /// Jobs of the W6 variant where every 10th job crashes its pool child (`cpu.crash`).
     let w6CrashJobs: Int
@@ -78,6 +79,7 @@ struct BenchConfig: Sendable {
             w5Sleeps: try count("BENCH_W5_SLEEPS", 1000, min: 50),
             w5Concurrency: try fixed("BENCH_W5_CONCURRENCY", 2000),
             w6Jobs: try count("BENCH_W6_JOBS", 10_000, min: 500),
+            w7Jobs: try count("BENCH_W7_JOBS", 10_000, min: 1000),
             w6Processes: try fixed("BENCH_W6_PROCESSES", 2),
             w6CrashJobs: try count("BENCH_W6_CRASH_JOBS", 2000, min: 200),
             drainTimeout: .seconds(try double("BENCH_DRAIN_TIMEOUT", 300)))
@@ -95,7 +97,7 @@ struct BenchConfig: Sendable {
             ("w4_rounds", .int(w4Rounds)), ("w4_cli_runs", .int(w4CLIRuns)),
             ("w5_cpu_jobs", .int(w5Jobs)), ("w5_processes", .int(w5Processes)), ("w5_job_seconds", .num(w5JobSeconds)),
             ("w5_sleeps", .int(w5Sleeps)), ("w5_concurrency", .int(w5Concurrency)),
-            ("w6_jobs", .int(w6Jobs)), ("w6_processes", .int(w6Processes)), ("w6_crash_jobs", .int(w6CrashJobs)),
+            ("w6_jobs", .int(w6Jobs)), ("w7_jobs", .int(w7Jobs)), ("w6_processes", .int(w6Processes)), ("w6_crash_jobs", .int(w6CrashJobs)),
         ])
     }
 }

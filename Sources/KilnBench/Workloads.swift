@@ -93,6 +93,9 @@ struct Workloads {
         var jobs: Int
         var workerCPU: Double
         var redisCPU: Double
+        /// Redis `used_memory` growth per job from before the enqueue to the drained queue (every
+        /// record and result kept).
+        var memoryPerJob: Double
         var cpuPerJob: [(String, Double)] {
             [("worker (+ pool children)", workerCPU * 1e6 / Double(jobs)), ("redis-server", redisCPU * 1e6 / Double(jobs))]
         }
@@ -106,6 +109,7 @@ struct Workloads {
         try await env.flushAll()
         let client = try client(prefix)
         defer { client.close() }
+        let memory0 = try await usedMemory()
         let ids = try await bulkEnqueue(client, requests)
         let before = try await env.commandStats()
         let redisCPU0 = BenchEnv.cpuSeconds(pid: env.redis.process.pid)
@@ -125,13 +129,14 @@ struct Workloads {
         }
         let wall = ContinuousClock.now - start
         let after = try await env.commandStats()
+        let memory1 = try await usedMemory()
         await env.stopWorker(worker)
         let times = try await env.readTimes(prefix: prefix, queue: queue, ids: ids)
         if times.succeeded != ids.count - failing || times.other["failed", default: 0] != failing {
             throw BenchError("\(times.succeeded)/\(ids.count) succeeded; others: \(times.other); worker log: \(env.workerLogTail(name))")
         }
         return DrainResult(times: times, perJob: BenchEnv.perJob(before: before, after: after, jobs: ids.count), peakRSSMB: peak, clientWall: wall, jobs: ids.count,
-                           workerCPU: workerCPU, redisCPU: redisCPU)
+                           workerCPU: workerCPU, redisCPU: redisCPU, memoryPerJob: Double(memory1 - memory0) / Double(max(1, ids.count)))
     }
 
     // MARK: W2 drain
@@ -152,6 +157,8 @@ struct Workloads {
         if let c10 = results.first(where: { $0.0 == 10 }) {
             report.figures.append(Figure(workload: "W2", name: "drain \(n) noop, --concurrency 10", value: c10.1.rate, unit: "jobs/s",
                                          target: .atLeast(30_000), limit: .rpop))
+            report.figures.append(Figure(workload: "W2", name: "Redis memory per finished job, result kept (used_memory growth / \(n))", value: c10.1.memoryPerJob,
+                                         unit: "bytes", target: .atMost(250)))
         }
         if let best = results.max(by: { $0.1.rate < $1.1.rate }) {
             report.figures.append(Figure(workload: "W2", name: "drain \(n) noop, best of --concurrency \(config.w2Concurrency.map(String.init).joined(separator: "/"))",

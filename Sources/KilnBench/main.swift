@@ -82,6 +82,7 @@ func runBench() async -> Int32 {
     var w = Workloads(env: env, config: config, report: report)
     let steps: [(String, String)] = [
         ("w1", "W1 enqueue"), ("w2", "W2 drain"), ("w3", "W3 I/O fan-out"), ("w4", "W4 round trip"), ("w5", "W5 CPU"), ("w6", "W6 pool overhead"),
+        ("w7", "W7 waiting on many jobs"),
     ]
     for (key, title) in steps where config.runs(key) {
         log("\(title)…")
@@ -93,7 +94,8 @@ func runBench() async -> Int32 {
             case "w3": try await w.w3()
             case "w4": try await w.w4()
             case "w5": try await w.w5()
-            default: try await w.w6()
+            case "w6": try await w.w6()
+            default: try await w.w7()
             }
             log("\(title) done in \(String(format: "%.1f", seconds(ContinuousClock.now - t))) s")
         } catch {

@@ -20,6 +20,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
     private var closed = false
     private var threadStarted = false
     private var messageHandler: (@Sendable (RedisValue) -> Void)?
+    private var confirmHandler: (@Sendable (String) -> Void)?
     /// A self-pipe: writing a byte to `wakeWrite` wakes the thread's `poll`.
     private let wakeFD: Int32
     private let wakeWrite: Int32
@@ -87,13 +88,19 @@ public final class RedisBlockingConnection: @unchecked Sendable {
     /// `["message", channel, payload]`) until the task is cancelled. Reconnects and
     /// resubscribes after the connection breaks, calling `onReconnect` each time it comes back
     /// (messages sent while it was down are lost: callers keep a durable fallback).
+    /// `onConfirm` gets each channel name as Redis confirms the subscription to it (after every
+    /// reconnect too): from then on, nothing published on that channel is missed until the next
+    /// `onReconnect`. `onError` sees each failure before the retry (a refusal such as `NOPERM`
+    /// will not go away by retrying: the caller may want to give up).
     public func subscribe(
         _ channels: [String],
         onReconnect: @escaping @Sendable () -> Void = {},
+        onConfirm: @escaping @Sendable (String) -> Void = { _ in },
+        onError: @escaping @Sendable (Error) -> Void = { _ in },
         handler: @escaping @Sendable (RedisValue) -> Void
     ) async throws {
-        setHandler(handler)
-        defer { setHandler(nil) }
+        setHandler(handler, confirm: onConfirm)
+        defer { setHandler(nil, confirm: nil) }
         var backoff = Duration.milliseconds(50)
         var first = true
         while !Task.isCancelled {
@@ -105,6 +112,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
             } catch is CancellationError {
                 return
             } catch {
+                onError(error)
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(2))
             }
@@ -154,9 +162,10 @@ public final class RedisBlockingConnection: @unchecked Sendable {
         while Glibc.read(wakeFD, &buf, 64) > 0 {}
     }
 
-    private func setHandler(_ h: (@Sendable (RedisValue) -> Void)?) {
+    private func setHandler(_ h: (@Sendable (RedisValue) -> Void)?, confirm: (@Sendable (String) -> Void)?) {
         condition.lock()
         messageHandler = h
+        confirmHandler = confirm
         condition.unlock()
     }
 
@@ -202,12 +211,18 @@ public final class RedisBlockingConnection: @unchecked Sendable {
                     continue
                 }
                 if case .error = reply { return [reply] }
-                // Subscribe confirmations and pongs need nothing; messages go to the handler.
-                if reply.array.first?.string == "message" {
+                // Messages go to the handler, confirmations to the confirm handler; pongs need nothing.
+                let kind = reply.array.first?.string
+                if kind == "message" {
                     condition.lock()
                     let handler = messageHandler
                     condition.unlock()
                     handler?(reply)
+                } else if kind == "subscribe", let channel = reply.array.dropFirst().first?.string {
+                    condition.lock()
+                    let confirm = confirmHandler
+                    condition.unlock()
+                    confirm?(channel)
                 }
             }
             if isCancelRequested() { throw CancellationError() }

@@ -9,7 +9,10 @@ struct EnqueueCommand: AsyncParsableCommand {
         discussion: """
         Bulk: --batch FILE (or - for stdin) reads JSON lines {"type":…, "payload":…, "queue"?:…, \
         "timeout"?:…, "retries"?:…, "result_ttl"?:…, "kind"?:…, "id"?:…} and prints one id per line, \
-        in input order. Every line is checked before anything is written.
+        in input order. Every line is checked before anything is written. With --wait, waits for \
+        every job of the batch (over one subscriber connection) and prints one result per line in \
+        input order instead (the whole record with --json); exit 4 if any ended without success, \
+        3 if any had not finished by --wait-timeout.
         """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -37,7 +40,6 @@ struct EnqueueCommand: AsyncParsableCommand {
         if cpu && io { throw ValidationError("--cpu and --io cannot be used together") }
         if batch != nil && (type != nil || payload != nil) { throw ValidationError("--batch takes no TYPE or PAYLOAD arguments") }
         if batch == nil && type == nil { throw ValidationError("missing job TYPE (or --batch FILE)") }
-        if batch != nil && wait { throw ValidationError("--wait cannot be used with --batch") }
         try CLI.checkFlag(retries, 0...JobLimits.maxRetries, "--retries")
         if let maxPayload { try CLI.checkFlag(maxPayload, Self.payloadRange, "--max-payload") }
     }
@@ -56,7 +58,13 @@ struct EnqueueCommand: AsyncParsableCommand {
         defer { client.close() }
         if let batch {
             let requests = try BatchReader.read(batch, defaults: options(), limit: limit)
-            for id in try await client.enqueueBatch(requests) { print(id) }
+            let ids = try await client.enqueueBatch(requests)
+            guard wait else {
+                for id in ids { print(id) }
+                return
+            }
+            let targets = zip(ids, requests).map { KilnClient.WaitTarget(id: $0, queue: $1.options.queue) }
+            try RecordPrinter.printOutcomes(try await client.waitAll(targets, timeout: waitTimeout.value), json: json)
             return
         }
         let handle = try await client.enqueue(type!, json: try payloadText(), options: options())
@@ -93,6 +101,39 @@ struct EnqueueCommand: AsyncParsableCommand {
 
 /// Prints a finished job the way `--wait` and `result` do, and picks the exit code.
 enum RecordPrinter {
+    /// One line per job, in order: the result (`null` for none) or, with `json`, the record
+    /// (`null` for a missing job); a line on stderr for each job without a result. Then the exit
+    /// code: 5 if a job is missing, else 3 if one has not finished, else 4 if one ended
+    /// without success.
+    static func printOutcomes(_ outcomes: [KilnClient.WaitOutcome], json: Bool) throws {
+        var missing = 0, unfinished = 0, unsuccessful = 0
+        var out = ""
+        for o in outcomes {
+            switch o {
+            case .missing(let id):
+                missing += 1
+                out += "null\n"
+                CLI.printError("no job with id \(id) (never enqueued, or its record expired)")
+            case .unfinished(let r):
+                unfinished += 1
+                out += (json ? r.json : "null") + "\n"
+                CLI.printError("job \(r.id) has not finished (status: \(r.statusText))")
+            case .final(let r):
+                if r.status == .succeeded {
+                    out += (json ? r.json : SafeText.escaped(r.result ?? "null")) + "\n"
+                } else {
+                    unsuccessful += 1
+                    out += (json ? r.json : "null") + "\n"
+                    CLI.printError("job \(r.id) ended \(r.statusText)\(r.error.map { ": \($0.message)" } ?? "")")
+                }
+            }
+        }
+        print(out, terminator: "")
+        if missing > 0 { throw CLIExit(code: 5, message: "\(missing) of \(outcomes.count) jobs do not exist") }
+        if unfinished > 0 { throw CLIExit(code: 3, message: "\(unfinished) of \(outcomes.count) jobs have not finished") }
+        if unsuccessful > 0 { throw CLIExit(code: 4, message: "\(unsuccessful) of \(outcomes.count) jobs ended without success") }
+    }
+
     static func printOutcome(_ record: JobRecord, json: Bool) throws {
         if json { print(record.json) }
         if record.status == .succeeded {

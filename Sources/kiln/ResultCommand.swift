@@ -4,21 +4,36 @@ import Kiln
 struct ResultCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "result",
-        abstract: "Print a job's result value (or, with --json, its whole record).")
+        abstract: "Print a job's result value (or, with --json, its whole record).",
+        discussion: """
+        With several ids, prints one line per id in the order given (the result, or `null` for a \
+        job without one; the whole record with --json) and says on stderr why a job has none. \
+        --wait waits for all of them over one subscriber connection. Exit code: 5 if a job does \
+        not exist, else 3 if one has not finished, else 4 if one ended without success.
+        """)
 
     @OptionGroup var connection: ConnectionOptions
-    @Argument(help: "The job id.") var id: String
-    @Option(help: "The job's queue (found automatically if omitted).") var queue: String?
-    @Flag(help: "Wait for the job to finish.") var wait = false
+    @Argument(help: "The job id(s).") var ids: [String] = []
+    @Option(help: "The jobs' queue (found automatically if omitted).") var queue: String?
+    @Flag(help: "Wait for the job(s) to finish.") var wait = false
     @Option(parsing: .unconditional, help: ArgumentHelp("How long --wait waits.", valueName: "duration"), transform: DurationArgument.parse) var timeout: DurationArgument = .init(.seconds(300))
     @Flag(help: "Print the whole record as one JSON object.") var json = false
+
+    func validate() throws {
+        if ids.isEmpty { throw ValidationError("missing job ID") }
+    }
 
     func run() async throws {
         let client = try connection.client()
         defer { client.close() }
+        if ids.count > 1 {
+            let targets = ids.map { KilnClient.WaitTarget(id: $0, queue: queue) }
+            try RecordPrinter.printOutcomes(try await client.waitAll(targets, timeout: wait ? timeout.value : .zero), json: json)
+            return
+        }
         let record = wait
-            ? try await client.wait(id, queue: queue, timeout: timeout.value)
-            : try await client.record(id, queue: queue)
+            ? try await client.wait(ids[0], queue: queue, timeout: timeout.value)
+            : try await client.record(ids[0], queue: queue)
         try RecordPrinter.printOutcome(record, json: json)
     }
 }

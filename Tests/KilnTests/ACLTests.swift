@@ -13,9 +13,9 @@ import Glibc
 /// users without a single ACL denial, and each user is refused what it must not do.
 @Suite(.serialized) struct ACLTests {
     /// The rules after `ACL SETUSER kiln-producer reset on >PASSWORD`, exactly as in docs/security.md.
-    static let producerRules = "resetchannels &kiln:cancel -@all +script|load +evalsha +sadd +smembers +exists +hgetall +llen +zcard +zrange +blmove +hset +hget +lpush +rpush +lrem +zrem +pexpire +del +publish +get +set ~kiln:queues ~kiln:version ~kiln:{*}:pending:* ~kiln:{*}:scheduled ~kiln:{*}:job:* ~kiln:{*}:done:* %R~kiln:{*}:running %R~kiln:{*}:dead"
+    static let producerRules = "resetchannels &kiln:cancel &kiln:{*}:done -@all +subscribe +script|load +evalsha +sadd +smembers +exists +hgetall +llen +zcard +zrange +blmove +hset +hget +lpush +rpush +lrem +zrem +pexpire +del +publish +get +set ~kiln:queues ~kiln:version ~kiln:{*}:pending:* ~kiln:{*}:scheduled ~kiln:{*}:job:* ~kiln:{*}:done:* %R~kiln:{*}:running %R~kiln:{*}:dead"
     /// The rules after `ACL SETUSER kiln-worker reset on >PASSWORD`, exactly as in docs/security.md.
-    static let workerRules = "resetchannels &kiln:cancel -@all +ping +subscribe +script|load +evalsha +blmove +rpop +lpush +rpush +hmget +hget +hset +hdel +hincrby +exists +zadd +zrem +zrange +zrangebyscore +zcard +zscore +scan +pexpire +del +time +get +set ~kiln:version ~kiln:{*}:pending:* ~kiln:{*}:running ~kiln:{*}:scheduled ~kiln:{*}:dead ~kiln:{*}:job:* ~kiln:{*}:done:*"
+    static let workerRules = "resetchannels &kiln:{*}:done &kiln:cancel -@all +ping +subscribe +publish +script|load +evalsha +blmove +rpop +lpush +rpush +hmget +hget +hset +hdel +hincrby +exists +zadd +zrem +zrange +zrangebyscore +zcard +zscore +scan +pexpire +del +time +get +set ~kiln:version ~kiln:{*}:pending:* ~kiln:{*}:running ~kiln:{*}:scheduled ~kiln:{*}:dead ~kiln:{*}:job:* ~kiln:{*}:done:*"
     /// The admin user the doc tells operators to create before disabling `default`.
     static let adminRules = "on >ADMIN_PASSWORD ~* &* +@all"
     /// Key names of the prefix `kiln`, from the store's key builder.
@@ -139,6 +139,14 @@ import Glibc
                 let echo = try await server.kiln("enqueue", "echo", #"{"a":1}"#, "--wait", "--wait-timeout", "20s")
                 #expect(echo.code == 0 && echo.line == #"{"a":1}"#, "echo: \(echo.code) \(echo.stdout) \(echo.stderr)")
 
+                // Several jobs waited for at once: the producer subscribes to the queue's done
+                // channel, the worker's scripts publish on it.
+                let batchPath = NSTemporaryDirectory() + "kiln-acl-batch-\(UUID().uuidString)"
+                try "{\"type\":\"echo\",\"payload\":1}\n{\"type\":\"echo\",\"payload\":2}\n".write(toFile: batchPath, atomically: true, encoding: .utf8)
+                defer { try? FileManager.default.removeItem(atPath: batchPath) }
+                let batch = try await server.kiln("enqueue", "--batch", batchPath, "--wait", "--wait-timeout", "20s")
+                #expect(batch.code == 0 && batch.stdout == "1\n2\n", "batch --wait: \(batch.code) \(batch.stdout) \(batch.stderr)")
+
                 // CPU job in the pool; result and status read back.
                 let spin = try await server.kiln("enqueue", "cpu.spin", #"{"n":1000}"#)
                 #expect(spin.code == 0, "enqueue cpu.spin: \(spin.stderr)")
@@ -250,7 +258,7 @@ import Glibc
             #expect(try await worker.send(["PING"]).string == "PONG")
             for command in [
                 ["FLUSHALL"], ["FLUSHDB"], ["CONFIG", "GET", "maxmemory"], ["CONFIG", "SET", "maxmemory", "1"], ["ACL", "LIST"],
-                ["KEYS", "*"], ["SET", "other:key", "1"], ["SADD", ACLTests.K.queues, "x"], ["PUBLISH", ACLTests.K.cancelChannel, "x"],
+                ["KEYS", "*"], ["SET", "other:key", "1"], ["SADD", ACLTests.K.queues, "x"], ["PUBLISH", "other:channel", "x"],
                 ["EVAL", "return 1", "0"], ["SHUTDOWN"], ["HSET", "other:{default}:job:x", "a", "1"], ["RPUSH", "other:list", "x"],
             ] {
                 await expectDenied("worker \(command.joined(separator: " "))") { _ = try await worker.send(command) }

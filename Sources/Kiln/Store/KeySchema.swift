@@ -13,6 +13,7 @@
 /// | `P:{q}:dead` | zset | id → time it was dead-lettered (ms) |
 /// | `P:{q}:job:ID` | hash | the job's record (see `docs/protocol.md`) |
 /// | `P:{q}:done:ID` | list | one element once the job is final; waiters block on it |
+/// | `P:{q}:done` | channel | the id of each job of the queue that becomes final |
 public struct KeySchema: Sendable, Hashable {
     public let prefix: String
 
@@ -52,4 +53,6 @@ public struct KeySchema: Sendable, Hashable {
     public func dead(_ queue: String) -> String { queuePrefix(queue) + "dead" }
     public func job(_ queue: String, _ id: String) -> String { queuePrefix(queue) + "job:" + id }
     public func done(_ queue: String, _ id: String) -> String { queuePrefix(queue) + "done:" + id }
+    /// The channel on which every job of `queue` that becomes final is announced (its id).
+    public func doneChannel(_ queue: String) -> String { queuePrefix(queue) + "done" }
 }

@@ -41,6 +41,9 @@ public enum KilnScripts {
       local dk = P .. 'done:' .. id
       redis.call('RPUSH', dk, status)
       redis.call('PEXPIRE', dk, ttl)
+      -- One wake-up for every waiter of this queue that multiplexes (KilnClient.waitAll). pcall:
+      -- a user whose ACL predates the channel must not fail the script after its writes.
+      redis.pcall('PUBLISH', P .. 'done', id)
     end
     local function final_failure(P, id, now, etype, emsg, dead_key, max, ttl)
       -- A job that had retries and used them all (or cannot use them) is dead-lettered.

@@ -1,0 +1,32 @@
+-- cancel
+-- KEYS: Q:jobs, Q:later, Q:ready:io, Q:ready:cpu, Q:expiry
+-- ARGV: Q, now, cancel channel, then ids
+local q, now, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local ids = {}
+for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+local raws = redis.call('HMGET', KEYS[1], unpack(ids))
+local answers = {}
+for j, id in ipairs(ids) do
+  local r = load(raws[j])
+  if r == nil then
+    answers[j] = 'missing'
+  elseif r == false then
+    answers[j] = 'finished:failed'
+  elseif r[F_STATUS] == QUEUED or r[F_STATUS] == RETRYING then
+    redis.call('LREM', KEYS[3], 1, id)
+    redis.call('LREM', KEYS[4], 1, id)
+    redis.call('ZREM', KEYS[2], id)
+    finalize(id, r, CANCELLED, now, 'cancelled', 'cancelled before it ran'); put(id, r)
+    answers[j] = 'cancelled'
+  elseif r[F_STATUS] == RUNNING then
+    if not has_flag(r, CANCEL_FLAG) then
+      r[F_FLAGS] = (int_in(r[F_FLAGS], 0, MAX_COUNT) and r[F_FLAGS] or 0) + CANCEL_FLAG; put(id, r)
+    end
+    redis.call('PUBLISH', channel, q .. ' ' .. id)
+    answers[j] = 'running'
+  else
+    answers[j] = 'finished:' .. NAMES[r[F_STATUS]]
+  end
+end
+commit(KEYS[1], KEYS[5], q)
+return answers
