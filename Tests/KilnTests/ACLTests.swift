@@ -216,25 +216,27 @@ import Glibc
             let job = try await client.enqueue("echo", json: "1")
             let k = client.store.keys
             let q = "default"
-            let P = k.queuePrefix(q)
-            let now = String(Int64(Date().timeIntervalSince1970 * 1000))
 
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let store = client.store
             await expectDenied("fetch") {
-                _ = try await client.store.run(KilnScripts.fetch, keys: [k.pending(q, .io), k.running(q)], args: [P, now, "1", "intruder", "30000"])
+                _ = try await store.fetch(queue: q, kind: .io, max: 1, worker: "intruder", lease: .seconds(30), now: now)
             }
             await expectDenied("finish") {
-                _ = try await client.store.run(KilnScripts.finish, keys: [k.running(q), k.scheduled(q), k.dead(q)],
-                                                 args: [P, job.id, "1", "succeeded", #""forged""#, "", "", now, "-1"])
+                _ = try await store.finishOne(queue: q, AttemptOutcome(id: job.id, token: "1", ending: .succeeded, result: #""forged""#, endedAt: now))
+            }
+            await expectDenied("finish_many") {
+                let r = try await store.finish([(q, [AttemptOutcome(id: job.id, token: "1", ending: .succeeded, result: #""forged""#, endedAt: now)][...])])
+                if case .failure(let e) = r[0] { throw e }
             }
             await expectDenied("reap") {
-                _ = try await client.store.run(KilnScripts.reap, keys: [k.running(q), k.scheduled(q), k.pending(q, .io), k.pending(q, .cpu), k.dead(q)],
-                                                 args: [P, now, "10"])
+                _ = try await store.reap(queue: q, now: now, limit: 10, reclaim: true, deadMax: 10_000, deadMaxAge: .seconds(604_800))
             }
             await expectDenied("extend") {
-                _ = try await client.store.run(KilnScripts.extend, keys: [k.running(q)], args: [P, now, "2000", job.id, "1"])
+                _ = try store.extendBlocking(queue: q, jobs: [(job.id, "1")], deadline: now, lease: .seconds(2))
             }
             await expectDenied("release") {
-                _ = try await client.store.run(KilnScripts.release, keys: [k.running(q), k.pending(q, .io)], args: [P, job.id, "1", "io", now])
+                _ = try await store.release(queue: q, id: job.id, token: "1", to: .io, now: now)
             }
             for command in [
                 ["ZADD", k.running(q), "0", job.id], ["DEL", k.dead(q)], ["SET", "other:key", "1"], ["GET", "other:key"],

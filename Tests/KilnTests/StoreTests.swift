@@ -3,6 +3,10 @@ import Kiln
 import KilnRedis
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The store layer's two v2 fixes: a retried `finish_many` recognises its own applied write, and
 /// the version marker stops a client, worker or CLI at a prefix of another protocol version.
 @Suite struct StoreTests {
@@ -91,6 +95,16 @@ import Testing
         #expect(try await client.connection.send(["EXISTS", client.store.keys.version]).int == 0, "a reader wrote the marker")
         _ = try await client.enqueue("echo", json: "1")
         #expect(try await client.connection.send(["GET", client.store.keys.version]).string == "2")
+    }
+
+    @Test func aStartingWorkerSetsTheMarker() async throws {
+        let cli = KilnCLI(redis: redis, prefix: TestRedis.uniquePrefix())
+        let client = try redis.client(prefix: cli.prefix)
+        defer { client.close() }
+        let worker = try await cli.startWorker(["--processes", "0", "--shutdown-grace", "1s"])
+        defer { worker.signal(SIGKILL) }
+        #expect(try await client.connection.send(["GET", client.store.keys.version]).string == String(KilnStore.protocolVersion))
+        try await cli.stop(worker)
     }
 
     @Test(arguments: otherVersions) func clientStopsAtAnotherVersion(found: String) async throws {
