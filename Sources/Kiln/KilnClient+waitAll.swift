@@ -45,12 +45,17 @@ extension KilnClient {
         var latest: [WaitKey: JobRecord] = [:]
         var gone: Set<WaitKey> = []
         if !waitFor.isEmpty && timeout > .zero {
-            let waiters = resultWaiters()
-            defer { waiters.close() }
-            let outcome = try await waiters.wait(for: waitFor, until: deadline)
-            if !outcome.pending.isEmpty, let (since, error) = waiters.trouble {
+            let outcome: ResultWaiters<WaitKey, JobRecord>.Outcome
+            do {
+                outcome = try await results.wait(for: waitFor, until: deadline)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                throw KilnError.wrap(error)
+            }
+            if !outcome.pending.isEmpty, let (since, error) = results.trouble {
                 // Not "unfinished": Redis could not be asked. Say so, as a single wait does.
-                throw KilnError(.redis, "\(outcome.pending.count) of \(targets.count) jobs have not been seen finished after \(KilnDuration.format(timeout)): Redis has been unreachable for the last \(KilnDuration.format(ContinuousClock.now - since)) (\((KilnError.wrap(error) as? KilnError)?.message ?? "\(error)"))")
+                throw KilnError(.redis, "\(outcome.pending.count) of \(targets.count) jobs have not been seen finished after \(KilnDuration.format(timeout)): Redis has been unreachable for the last \(KilnDuration.format(ContinuousClock.now - since)) (\(Self.describe(error)))")
             }
             latest = outcome.records
             gone = outcome.missing
@@ -70,11 +75,10 @@ extension KilnClient {
         var id: String
     }
 
-    /// A `ResultWaiters` over this client's store: the channel is the queue's done channel, a
-    /// read fetches the records of one queue in one pipeline.
-    func resultWaiters() -> ResultWaiters<WaitKey, JobRecord> {
-        let store = self.store
-        return ResultWaiters(configuration: options.redis, source: .init(
+    /// A `ResultWaiters` over `store`: the channel is the queue's done channel, a read fetches
+    /// the records of one queue in one pipeline.
+    static func resultWaiters(store: KilnStore, configuration: RedisConfiguration) -> ResultWaiters<WaitKey, JobRecord> {
+        ResultWaiters(configuration: configuration, source: .init(
             channel: { store.doneChannel(queue: $0.queue) },
             keys: { channel, message in
                 guard let (queue, ids) = store.parseDone(channel: channel, message: message) else { return [] }

@@ -15,7 +15,9 @@ public final class KilnClient: Sendable {
     /// Everything this client says to Redis goes through its store.
     public let store: KilnStore
     public var connection: RedisConnection { store.connection }
-    let waiters: BlockingConnectionPool
+    /// Every wait of this client (`wait`, `JobHandle.value`, `waitAll`): one subscriber
+    /// connection however many jobs are waited for.
+    let results: ResultWaiters<WaitKey, JobRecord>
     let logger: Logger
 
     public init(options: KilnClientOptions = KilnClientOptions(), logger: Logger = Logger(label: "kiln.client")) throws {
@@ -23,15 +25,16 @@ public final class KilnClient: Sendable {
             throw KilnError(.invalidInput, "invalid key prefix '\(SafeText.escaped(String(options.prefix.prefix(70))))': use 1-64 printable characters without braces or a trailing colon")
         }
         self.options = options
-        self.store = KilnStore(prefix: options.prefix, connection: RedisConnection(configuration: options.redis))
-        self.waiters = BlockingConnectionPool(configuration: options.redis)
+        let store = KilnStore(prefix: options.prefix, connection: RedisConnection(configuration: options.redis))
+        self.store = store
+        self.results = KilnClient.resultWaiters(store: store, configuration: options.redis)
         self.logger = logger
     }
 
     /// Closes the client's connections.
     public func close() {
         connection.close()
-        waiters.close()
+        results.close()
     }
 
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }

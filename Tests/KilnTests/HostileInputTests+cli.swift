@@ -87,7 +87,7 @@ extension HostileInputTests {
         let job = try await client.enqueue("echo", json: #""back""#)
         let waiter = try ChildProcess([KilnBinary.path, "result", job.id, "--wait", "--timeout", "30s"], environment: cli.environment)
         let library = Task { try await job.value(timeout: .seconds(30)) }
-        try await eventually("both waiters block") { try await HostileRecords.blockedClients(own) >= 2 }
+        try await eventually("both waiters subscribed") { try await HostileRecords.waitingClients(own, prefix: "kiln") >= 2 }
         own.stop()
         own = try TestRedis(extraArgs: aof, dir: dir, port: port)
         #expect(waiter.poll() == nil, "the waiter gave up during the restart: \(waiter.stderr)")
@@ -102,7 +102,7 @@ extension HostileInputTests {
         let second = try await client.enqueue("echo", json: "1")
         let startedAt = ContinuousClock.now
         let patient = try ChildProcess([KilnBinary.path, "result", second.id, "--wait", "--timeout", "3s"], environment: cli.environment)
-        try await eventually("the waiter blocks") { try await HostileRecords.blockedClients(own) >= 1 }
+        try await eventually("the waiter subscribed") { try await HostileRecords.waitingClients(own, prefix: "kiln") >= 1 }
         own.stop()
         let gaveUp = try await patient.wait(timeout: .seconds(20))
         // Its 3 s run from after it started, so it cannot be done sooner than 3 s after startedAt.

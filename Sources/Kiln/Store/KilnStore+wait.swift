@@ -1,26 +1,6 @@
 import Foundation
 import KilnRedis
 
-/// Waiting for a job to be final: block on its done list, then read its record.
-extension KilnStore {
-    /// Blocks on `connection` until the job is final or `timeout` passes, then reads its record
-    /// (in the same pipeline, right after the wait returns: a wake-up costs no extra round trip).
-    /// Returns nil if there is no record. The wait leaves the done list as it is
-    /// (`BLMOVE done done RIGHT RIGHT`), so every waiter wakes.
-    public func waitForFinal(queue: String, id: String, on connection: RedisBlockingConnection, timeout: Duration) async throws -> JobRecord? {
-        let doneKey = keys.done(queue, id)
-        // Redis takes a fractional timeout in seconds; 0 would mean forever.
-        let secs = max(0.001, Double(KilnDuration.milliseconds(timeout)) / 1000)
-        let replies = try await connection.pipeline([["BLMOVE", doneKey, doneKey, "RIGHT", "RIGHT", String(format: "%.3f", secs)],
-                                                     ["HGETALL", keys.job(queue, id)]],
-                                                    blockFor: .milliseconds(Int64(secs * 1000)))
-        for (reply, command) in zip(replies, ["BLMOVE", "HGETALL"]) {
-            if case .error(let e) = reply { throw RedisError.reply(e, command: command, address: address) }
-        }
-        return JobRecord(hash: replies[1], queue: queue)
-    }
-}
-
 /// Waiting for many jobs: every job of a queue that becomes final is announced on the queue's
 /// done channel (one message per job in protocol v2, its id), read by `ResultWaiters`.
 extension KilnStore {

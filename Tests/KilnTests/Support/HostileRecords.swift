@@ -90,11 +90,12 @@ enum HostileRecords {
         return try await client.connection.send(["KEYS", "\(prefix):*"]).array.compactMap(\.string)
     }
 
-    /// How many clients of `redis` are blocked in BLMOVE right now.
-    static func blockedClients(_ redis: TestRedis) async throws -> Int {
-        let c = RedisConnection(configuration: redis.configuration)
-        defer { c.close() }
-        let list = try await c.send(["CLIENT", "LIST"]).string ?? ""
-        return list.split(separator: "\n").filter { $0.contains("cmd=blmove") }.count
+    /// How many clients of `redis` are subscribed to the done channel of `queue` under `prefix`:
+    /// each waiting client (process) holds one such subscription while it waits.
+    static func waitingClients(_ redis: TestRedis, prefix: String, queue: String = "default") async throws -> Int {
+        let client = try redis.client(prefix: prefix)
+        defer { client.close() }
+        let channel = client.store.doneChannel(queue: queue)
+        return try await client.connection.send(["PUBSUB", "NUMSUB", channel]).array.last?.int ?? 0
     }
 }
