@@ -1,0 +1,32 @@
+import ArgumentParser
+import Kiln
+import KilnWorker
+import Logging
+
+/// `worker --concurrency C --processes P`: the library's `Worker` serving the bench queue until
+/// SIGTERM or SIGINT (then it shuts down gracefully, as `kiln worker` does).
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run Kiln's Worker with the peer job types until SIGTERM or SIGINT.",
+        discussion: """
+        C is Kiln's I/O concurrency (noop, sleep and echo jobs at once on the async loop); P is the \
+        size of Kiln's process pool, which runs the cpu jobs (P at a time, in child processes). \
+        Everything else is Kiln's default: lease 30 s, fetch batch 256, pool niceness 10.
+        """)
+
+    @OptionGroup var peer: PeerOptions
+    @Option(help: "I/O jobs at once.") var concurrency: Int = 10
+    @Option(help: "Child processes for cpu jobs (0 = none).") var processes: Int = 1
+    @Option(name: .customLong("pool-nice"), help: "How much nicer than the worker the pool's children run, 0-19.") var poolNice: Int = 10
+
+    func run() async throws {
+        try KeySchema.checkQueueName(peer.queueName)
+        var options = WorkerOptions(
+            redis: try peer.redisConfiguration(), prefix: peer.prefix, queues: [peer.queueName],
+            concurrency: concurrency, processes: processes)
+        options.poolNiceness = poolNice
+        let worker = try Worker(options: options, registry: PeerJobs.registry(), logger: Logger(label: "kiln-peer.worker"))
+        try await worker.run()
+    }
+}
