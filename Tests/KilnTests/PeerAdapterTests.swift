@@ -138,6 +138,7 @@ import Glibc
         ["enqueue", "--type", "cpu", "--count", "1", "--arg", "lots"],
         ["enqueue", "--type", "noop", "--count", "1", "--mode", "sideways"],
         ["worker", "--concurrency", "0"],
+        ["worker", "--pool-nice", "20"],
         ["roundtrip", "--count", "0"],
         ["frobnicate"],
     ])
