@@ -6,7 +6,7 @@ JOBS ?= 2
 # build must use the same flags, or SwiftPM rebuilds all modules when it switches between them.
 RELEASE = $(SWIFT) build -c release -j $(JOBS) --static-swift-stdlib
 
-.PHONY: all deps build release test test-hosts demo chaos bench fuzz clean
+.PHONY: all deps build release peer test test-hosts demo chaos bench fuzz clean
 
 all: build
 
@@ -18,6 +18,12 @@ build: deps
 
 release: deps
 	$(RELEASE) --product kiln
+
+# kiln-peer, the adapter for the peer benchmark harness (../shared/peers; Sources/KilnPeer/README.md),
+# built like every release binary; prints its path for KILN_PEER.
+peer: deps
+	$(RELEASE) --product kiln-peer
+	@echo "KILN_PEER=$(CURDIR)/.build/release/kiln-peer"
 
 # The whole suite: unit tests and integration tests against a real redis-server that the test
 # harness starts on a free loopback port. Builds everything (the example worker included) first.

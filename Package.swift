@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "kiln-example-worker", targets: ["ExampleWorker"]),
         .executable(name: "kiln-chaos", targets: ["KilnChaos"]),
         .executable(name: "kiln-bench", targets: ["KilnBench"]),
+        .executable(name: "kiln-peer", targets: ["KilnPeer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -73,6 +74,16 @@ let package = Package(
                 "Kiln", "KilnWorker", "KilnRedis",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // The peer benchmark harness's adapter (../shared/peers/ADAPTER.md); see Sources/KilnPeer/README.md.
+        .executableTarget(
+            name: "KilnPeer",
+            dependencies: [
+                "Kiln", "KilnWorker", "KilnRedis",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]
         ),
         // Fuzz targets (docs/testing.md): `make fuzz` builds this with -D KILN_LIBFUZZER and
         // -sanitize=fuzzer,address; a plain build gives a standalone seeded mutation runner.
