@@ -106,14 +106,18 @@ import Testing
     @Test func deadlineReportsPendingAndMissing() async throws {
         let f = Fixture()
         defer { f.waiters.close(); f.conn.close() }
-        try await f.put(["slow"], "queued", publish: false)
+        try await f.put(["slow", "other"], "queued", publish: false)
+        // Subscribed first (through another wait), so the reads below happen well before the deadline.
+        let other = Task { try await f.waiters.wait(for: ["other"], until: .now + .seconds(60)) }
+        defer { other.cancel() }
+        try await eventually("subscribed") { try await f.subscribed() }
         let started = ContinuousClock.now
-        let out = try await f.waiters.wait(for: ["slow", "nope"], until: .now + .milliseconds(300))
+        let out = try await f.waiters.wait(for: ["slow", "nope"], until: .now + .seconds(3))
         #expect(out.pending == ["slow"])
         #expect(out.missing == ["nope"])
         #expect(out.records["slow"] == "queued")
         #expect(ContinuousClock.now - started < .seconds(10))
-        #expect(f.waiters.waitingKeys == 0)
+        #expect(f.waiters.waitingKeys == 1)  // "other" only
     }
 
     @Test func cancellingAWaitRemovesIt() async throws {
