@@ -218,11 +218,12 @@ extension ResultWaiters {
                 let record = i < records.count ? records[i] : nil
                 let final = record.map(source.isFinal) ?? true
                 for token in tokens {
-                    guard var w = s.waiters[token] else { continue }
+                    // Taken out while it changes: a copy left in the dictionary would make every
+                    // change copy its sets (quadratic for a wait on 10,000 jobs).
+                    guard var w = s.waiters.removeValue(forKey: token) else { continue }
                     if let record { w.outcome.records[key] = record } else { w.outcome.missing.insert(key) }
                     if final { w.remaining.remove(key) }
                     if w.remaining.isEmpty {
-                        s.waiters[token] = nil
                         if let c = w.continuation { finished.append((c, w.outcome)) }
                     } else {
                         s.waiters[token] = w
