@@ -82,7 +82,7 @@ struct PoolState: Sendable {
     /// jobs it held but had not started are not charged with its end: they go back to the front
     /// of the queue, or are withdrawn if their callers were cancelled, or handed back if the
     /// pool is shutting down or handing back.
-    mutating func childGone(_ i: Int) -> (running: PoolSubmission?, resolved: [(PoolSubmission, PoolOutcome)], wake: [Int]) {
+    mutating func childGone(_ i: Int) -> (running: PoolSubmission?, resolved: [(PoolSubmission, PoolOutcome)], requeued: Int, wake: [Int]) {
         slots[i].pid = 0
         var jobs = slots[i].jobs
         slots[i].jobs = []
@@ -101,7 +101,7 @@ struct PoolState: Sendable {
             }
         }
         queue.insert(contentsOf: back, at: 0)
-        return (running, resolved, dispatch())
+        return (running, resolved, back.count, dispatch())
     }
 
     /// Takes every job that no child has started: the queue's and those assigned but not written

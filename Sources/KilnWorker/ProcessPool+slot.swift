@@ -70,7 +70,7 @@ extension ProcessPool {
             let started = clock.now
             let end = serve(i, child)
             // Normally settled by `serve` already; whatever the slot still holds never ran.
-            let (left, resolved, woken) = state.withLock { $0.childGone(i) }
+            let (left, resolved, _, woken) = state.withLock { $0.childGone(i) }
             left?.continuation.resume(returning: .crashed(Self.shutDownReason))
             for (sub, outcome) in resolved { sub.continuation.resume(returning: outcome) }
             for w in woken { wake(w) }
@@ -119,7 +119,10 @@ extension ProcessPool {
         /// The child is gone: gives the running job `outcome`, settles the others (uncharged),
         /// and returns whether a job was running.
         func gone(_ outcome: PoolOutcome) -> Bool {
-            let (running, resolved, woken) = state.withLock { $0.childGone(i) }
+            let (running, resolved, requeued, woken) = state.withLock { $0.childGone(i) }
+            if requeued > 0 {
+                logger.info("\(requeued) job(s) the process had not started go to the next process, uncharged", metadata: meta)
+            }
             running?.continuation.resume(returning: outcome)
             for (sub, o) in resolved { sub.continuation.resume(returning: o) }
             for w in woken { wake(w) }
