@@ -86,6 +86,13 @@ public struct JobExecutor: Service {
                     let low = kind == .cpu ? options.cpuFetchThreshold : 1
                     n = try await cancelWhenGracefulShutdown { try await slots.acquire(max: options.fetchBatch, min: low) }
                 } catch { break }
+                // `cancelWhenGracefulShutdown` can lose the race to an acquire that needs no wait:
+                // never fetch once shutdown began (with prefetch the jobs would be handed back at
+                // once, freeing their slots for the next fetch: a release loop).
+                if Task.isShuttingDownGracefully {
+                    slots.release(n)
+                    break
+                }
                 let leased: [LeasedJob]
                 do {
                     let reply = try await scripts.run(

@@ -132,5 +132,8 @@ import Glibc
         // Only the running job was waited for (not four jobs of a second each).
         #expect(took < .seconds(3), "shutdown took \(took)")
         #expect(try await kiln.queueStats().first?.queued == 3)
+        // Handed back once each: not fetched again after the shutdown began.
+        let handBacks = worker.stderr.components(separatedBy: "job handed back to the queue").count - 1
+        #expect(handBacks == 3, "\(handBacks) hand-backs: \(worker.stderr.suffix(1500))")
     }
 }
