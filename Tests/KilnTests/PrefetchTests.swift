@@ -109,6 +109,30 @@ import Glibc
         try await cli.stop(worker)
     }
 
+    /// SIGTERM in the middle of a drain: the prefetched jobs are handed back once each, and
+    /// nothing is fetched after the shutdown began (a fetch that raced the shutdown used to be
+    /// handed back at once, freeing its slots for the next fetch: a release loop for the grace).
+    @Test func shutdownMidDrainDoesNotFetchAgain() async throws {
+        let kiln = try client()
+        defer { kiln.close() }
+        let ids = try await kiln.enqueueBatch((0..<3000).map { i in
+            EnqueueRequest(type: "sha256", payload: "{\"data\":\"\(i)\"}", options: JobOptions(retries: 0, kind: .cpu))
+        })
+        let worker = try await cli.startWorker(["--processes", "2", "--cpu-prefetch", "64", "--shutdown-grace", "20s"])
+        try await eventually("jobs are flowing") { try await kiln.record(ids[200]).status == .succeeded }
+        worker.signal(SIGTERM)
+        _ = try await worker.wait(timeout: .seconds(40))
+        let handBacks = worker.stderr.components(separatedBy: "job handed back to the queue").count - 1
+        #expect(handBacks <= 66, "\(handBacks) hand-backs for at most 66 jobs held")
+        var queued = 0
+        for id in ids {
+            let r = try await kiln.record(id)
+            if r.status == .queued { queued += 1 }
+            #expect((r.status == .succeeded && r.attempts == 1) || (r.status == .queued && r.attempts == 0), "\(r.json)")
+        }
+        #expect(queued > 0)
+    }
+
     /// SIGTERM with one job running and three prefetched: the running one finishes; the others
     /// go back to the queue without running and without using an attempt.
     @Test func gracefulShutdownHandsBackUnstartedJobs() async throws {
