@@ -74,11 +74,6 @@ public final class ProcessPool: Service, Sendable {
         state.withLock { s in s.slots.map(\.pid).filter { $0 != 0 } }
     }
 
-    /// Jobs submitted and not finished, for tests and diagnostics.
-    public var jobsHeld: Int {
-        state.withLock { s in s.queue.count + s.slots.reduce(0) { $0 + $1.jobs.count } }
-    }
-
     /// Runs a job in a child, waiting for one if all are busy or being respawned; `onStart` is
     /// called (on a pool thread) when a child takes it.
     ///
