@@ -27,6 +27,8 @@ struct BenchConfig: Sendable {
     let w6Processes: Int
     /// Jobs of the W6 variant where every 10th job crashes its pool child (`cpu.crash`).
     let w6CrashJobs: Int
+    /// `--cpu-prefetch` of the W6 line with prefetch on (`BENCH_W6_PREFETCH`, default 256).
+    let w6Prefetch: Int
     let drainTimeout: Duration
 
     static func fromEnvironment() throws -> BenchConfig {
@@ -82,6 +84,7 @@ struct BenchConfig: Sendable {
             w7Jobs: try count("BENCH_W7_JOBS", 10_000, min: 1000),
             w6Processes: try fixed("BENCH_W6_PROCESSES", 2),
             w6CrashJobs: try count("BENCH_W6_CRASH_JOBS", 2000, min: 200),
+            w6Prefetch: try fixed("BENCH_W6_PREFETCH", 256),
             drainTimeout: .seconds(try double("BENCH_DRAIN_TIMEOUT", 300)))
     }
 
@@ -97,7 +100,7 @@ struct BenchConfig: Sendable {
             ("w4_rounds", .int(w4Rounds)), ("w4_cli_runs", .int(w4CLIRuns)),
             ("w5_cpu_jobs", .int(w5Jobs)), ("w5_processes", .int(w5Processes)), ("w5_job_seconds", .num(w5JobSeconds)),
             ("w5_sleeps", .int(w5Sleeps)), ("w5_concurrency", .int(w5Concurrency)),
-            ("w6_jobs", .int(w6Jobs)), ("w7_jobs", .int(w7Jobs)), ("w6_processes", .int(w6Processes)), ("w6_crash_jobs", .int(w6CrashJobs)),
+            ("w6_jobs", .int(w6Jobs)), ("w7_jobs", .int(w7Jobs)), ("w6_processes", .int(w6Processes)), ("w6_crash_jobs", .int(w6CrashJobs)), ("w6_prefetch", .int(w6Prefetch)),
         ])
     }
 }

@@ -96,7 +96,7 @@ final class BenchEnv: Sendable {
         }
     }
 
-    func startWorker(prefix: String, concurrency: Int, processes: Int, name: String) throws -> SpawnedProcess {
+    func startWorker(prefix: String, concurrency: Int, processes: Int, name: String, extraArgs: [String] = []) throws -> SpawnedProcess {
         try requireKiln()
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KILN_") && !$0.key.hasPrefix("REDIS") }
         env["KILN_REDIS_URL"] = redis.url
@@ -104,7 +104,7 @@ final class BenchEnv: Sendable {
         env["KILN_LOG_LEVEL"] = "warning"
         return try SpawnedProcess(
             [kilnPath, "worker", "--processes", String(processes), "--concurrency", String(concurrency),
-             "--shutdown-grace", "5s", "--name", name],
+             "--shutdown-grace", "5s", "--name", name] + extraArgs,
             environment: env, stderr: "\(dir)/\(name).log")
     }
 

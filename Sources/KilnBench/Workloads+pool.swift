@@ -18,7 +18,26 @@ extension Workloads {
         detail("w6", .obj([("jobs", .int(n)), ("processes", .int(procs)), ("first_start_to_last_finish_ms", .int(Int(r.times.spanMs))), ("jobs_per_s", .num(r.rate)),
                            ("client_wall_s", .num(seconds(r.clientWall))), ("worker_peak_rss_mb", .opt(r.peakRSSMB)), ("commands_per_job", .num(r.perJob.first?.1 ?? 0))]))
         try await env.flushAll()
+        try await w6Prefetch()
         try await w6Crashing(plainRate: r.rate)
+    }
+
+    /// W6 again with `--cpu-prefetch` (default 256, low-water mark a quarter of it): batched
+    /// fetches, and each pool process finds its next job in its pipe.
+    mutating func w6Prefetch() async throws {
+        let n = config.w6Jobs
+        let procs = config.w6Processes
+        let p = config.w6Prefetch
+        let r = try await drain(prefix: "bench-w6p", requests: (0..<n).map { _ in EnqueueRequest(type: "sha256", payload: "{\"data\":\"x\"}", options: JobOptions(kind: .cpu)) },
+                                concurrency: 256, processes: procs, name: "w6-prefetch", workerArgs: ["--cpu-prefetch", String(p)])
+        report.figures.append(Figure(workload: "W6", name: "\(n) × sha256 {\"data\":\"x\"} over \(procs) pool processes, --cpu-prefetch \(p)", value: r.rate, unit: "jobs/s",
+                                     target: .atLeast(20_000), limit: .rpop))
+        report.commandBreakdown.append(("W6 pool jobs, --cpu-prefetch \(p)", r.perJob))
+        report.cpuBreakdown.append(("W6 pool jobs, --cpu-prefetch \(p)", r.cpuPerJob))
+        detail("w6_prefetch", .obj([("jobs", .int(n)), ("processes", .int(procs)), ("cpu_prefetch", .int(p)), ("first_start_to_last_finish_ms", .int(Int(r.times.spanMs))),
+                                    ("jobs_per_s", .num(r.rate)), ("client_wall_s", .num(seconds(r.clientWall))), ("worker_peak_rss_mb", .opt(r.peakRSSMB)),
+                                    ("commands_per_job", .num(r.perJob.first?.1 ?? 0))]))
+        try await env.flushAll()
     }
 
     /// W6 where every 10th job aborts its pool child (`cpu.crash`, no retries): each crash costs a

@@ -105,7 +105,8 @@ struct Workloads {
     /// Pre-enqueues `requests`, then starts one worker and waits until the queue is empty.
     /// Commands are counted from just before the worker starts to the moment the queue is empty.
     /// `failing`: how many of the jobs are meant to end `failed` (the rest must succeed).
-    mutating func drain(prefix: String, requests: [EnqueueRequest], concurrency: Int, processes: Int, name: String, failing: Int = 0) async throws -> DrainResult {
+    mutating func drain(prefix: String, requests: [EnqueueRequest], concurrency: Int, processes: Int, name: String, failing: Int = 0,
+                        workerArgs: [String] = []) async throws -> DrainResult {
         try await env.flushAll()
         let client = try client(prefix)
         defer { client.close() }
@@ -114,7 +115,7 @@ struct Workloads {
         let before = try await env.commandStats()
         let redisCPU0 = BenchEnv.cpuSeconds(pid: env.redis.process.pid)
         let start = ContinuousClock.now
-        let worker = try env.startWorker(prefix: prefix, concurrency: concurrency, processes: processes, name: name)
+        let worker = try env.startWorker(prefix: prefix, concurrency: concurrency, processes: processes, name: name, extraArgs: workerArgs)
         var peak: Double?
         var workerCPU = 0.0
         var redisCPU = 0.0

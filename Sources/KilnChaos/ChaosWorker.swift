@@ -17,10 +17,12 @@ enum ChaosWorker {
         do {
             var redis = try RedisConfiguration(url: redisURL)
             redis.commandTimeout = .seconds(2)
-            let options = WorkerOptions(
+            var options = WorkerOptions(
                 redis: redis, queues: [queue], concurrency: concurrency, processes: 1, lease: lease,
                 shutdownGrace: .seconds(2), retryBackoff: .milliseconds(100), reapInterval: .milliseconds(250),
                 name: name)
+            // CHAOS_CPU_PREFETCH=N: the workers run with `--cpu-prefetch N` (default 0, off).
+            options.cpuPrefetch = Int(ProcessInfo.processInfo.environment["CHAOS_CPU_PREFETCH"] ?? "") ?? 0
             try await Worker(options: options, registry: ChaosJobs.registry(), logger: Logger(label: label)).run()
             return 0
         } catch {

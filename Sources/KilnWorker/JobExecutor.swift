@@ -6,7 +6,8 @@ import ServiceLifecycle
 
 /// Fetches jobs and runs them: one fetch loop per queue and kind, each taking free slots first and
 /// then leasing at most that many jobs in one script call. I/O jobs run as child tasks on the
-/// async loop (up to `concurrency`); CPU jobs go to the process pool (up to `processes`).
+/// async loop (up to `concurrency`); CPU jobs go to the process pool (up to `processes`, plus
+/// `cpuPrefetch` waiting ones, fetched again once they fell to the low-water mark).
 ///
 /// On graceful shutdown it stops fetching, lets running jobs finish for `shutdownGrace`, then
 /// stops the rest, which hand their jobs back to the queue.
@@ -43,6 +44,10 @@ public struct JobExecutor: Service {
             }
             outer.addTask {
                 do { try await gracefulShutdown() } catch { return false }
+                if options.cpuPrefetch > 0, let pool = runner.pool {
+                    // Prefetched CPU jobs not started yet go back to the queue now, unrun.
+                    pool.handBackUnstarted()
+                }
                 let n = running.count
                 if n > 0 { logger.info("shutting down: waiting up to \(KilnDuration.format(grace)) for \(n) running job(s)") }
                 do { try await Task.sleep(for: grace) } catch { return false }
@@ -74,8 +79,16 @@ public struct JobExecutor: Service {
             while true {
                 let n: Int
                 do {
-                    n = try await cancelWhenGracefulShutdown { try await slots.acquire(max: options.fetchBatch) }
+                    let low = kind == .cpu ? options.cpuFetchThreshold : 1
+                    n = try await cancelWhenGracefulShutdown { try await slots.acquire(max: options.fetchBatch, min: low) }
                 } catch { break }
+                // `cancelWhenGracefulShutdown` can lose the race to an acquire that needs no wait:
+                // never fetch once shutdown began (with prefetch the jobs would be handed back at
+                // once, freeing their slots for the next fetch: a release loop).
+                if Task.isShuttingDownGracefully {
+                    slots.release(n)
+                    break
+                }
                 let leased: [LeasedJob]
                 do {
                     leased = try await store.fetch(queue: queue, kind: kind, max: n, worker: options.name, lease: options.lease,

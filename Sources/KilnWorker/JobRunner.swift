@@ -96,8 +96,11 @@ struct JobRunner: Sendable {
     private func execute(_ job: LeasedJob, handler: JobRegistry.Handler, timeout: Duration, control: JobControl) async -> Outcome {
         let context = JobContext(id: job.id, type: job.type, queue: job.queue, attempt: job.attempt,
                                  maxAttempts: job.maxAttempts, timeout: timeout, logger: logger)
-        let key = deadlines.add(control, at: ContinuousClock.now + timeout)
-        defer { deadlines.remove(control, key: key) }
+        // The timeout runs from when the job starts: now for an I/O job, when a pool process
+        // takes it for a CPU job (a prefetched job may wait in the worker first).
+        let deadline = DeadlineArm(deadlines: deadlines, control: control, timeout: timeout)
+        defer { deadline.disarm() }
+        if !(job.kind == .cpu && pool != nil) { deadline.start() }
         func stopped(_ cause: JobControl.Cause?) -> Outcome? {
             switch cause {
             case .timedOut: return .timedOut
@@ -107,14 +110,19 @@ struct JobRunner: Sendable {
         }
         guard control.begin() else { return stopped(control.end()) ?? .stopped(.leaseLost) }
         let result: Outcome?
+        var handedBack = false
         if job.kind == .cpu, let pool {
             let poolJob = PoolJob(id: job.id, type: job.type, queue: job.queue, payload: job.payload,
                                   attempt: job.attempt, maxAttempts: job.maxAttempts, timeoutMs: job.timeoutMs ?? 300_000)
-            switch await pool.execute(poolJob) {
+            switch await pool.execute(poolJob, onStart: { deadline.start() }) {
             case .succeeded(let r): result = .succeeded(r)
             case .failed(let t, let m, let retry): result = .failed(type: t, message: m, retryable: retry)
             case .crashed(let why): result = .failed(type: "crash", message: why, retryable: true)
             case .killed: result = nil
+            case .dropped:
+                // Never started (a prefetched job at graceful shutdown, or a withdrawn one).
+                result = nil
+                handedBack = true
             }
         } else {
             do {
@@ -132,7 +140,7 @@ struct JobRunner: Sendable {
         }
         // A stop that came before the handler returned wins, as the first finisher of a race would.
         if let cause = stopped(control.end()) { return cause }
-        return result ?? .stopped(.leaseLost)
+        return result ?? (handedBack ? .stopped(.shutdown) : .stopped(.leaseLost))
     }
 
     /// Writes the outcome with the fenced finish script, retrying while Redis is unreachable.

@@ -13,8 +13,10 @@ import Synchronization
 /// before doing anything else, so that the child serves pool jobs instead of starting a worker.
 ///
 /// A child reads request frames on fd 3, runs each job with the registry's handler and writes the
-/// response frame on fd 4. It exits when fd 3 reaches end of file, or when its parent process
-/// (`KILN_POOL_PARENT`) goes away.
+/// response frame on fd 4. Before it starts a job it reads whatever else is already in the pipe:
+/// if that includes a drop of this job (the pool withdrew a prefetched job), it answers
+/// `dropped` instead of running it. It exits when fd 3 reaches end of file, or when its parent
+/// process (`KILN_POOL_PARENT`) goes away.
 public enum PoolChild {
     /// The descriptor requests arrive on.
     static let requestFD: Int32 = 3
@@ -34,21 +36,26 @@ public enum PoolChild {
         signal(SIGPIPE, SIG_IGN)
         watchParent()
         let logger = Logger(label: "kiln.pool-child")
+        var inbox = PoolChildInbox(fd: requestFD)
         while true {
-            let payload: [UInt8]
+            let request: PoolRequest
             do {
-                guard let p = try PoolFrameIO.readFrame(requestFD) else { exit(0) }
-                payload = p
+                guard let r = try inbox.next() else { exit(0) }
+                request = r
             } catch {
                 // A broken request stream: nothing sensible left to do.
                 logger.error("pool child: unreadable request: \(error)")
                 exit(70)
             }
+            // A drop for a job that already ran (it started before the drop arrived): its outcome
+            // was its answer.
+            guard case .run(let job) = request else { continue }
             let outcome: PoolOutcome
             do {
-                outcome = run(try PoolFrame.decodeJob(payload), registry: registry, logger: logger)
+                // Taking a prefetched job: a drop for it may already wait behind it in the pipe.
+                outcome = try inbox.takeDrop(for: job) ? .dropped : run(job, registry: registry, logger: logger)
             } catch {
-                logger.error("pool child: malformed request: \(error)")
+                logger.error("pool child: unreadable request: \(error)")
                 exit(70)
             }
             do {

@@ -1,7 +1,9 @@
 /// The wire format between the worker and its pool children.
 ///
 /// A frame is a 4-byte little-endian payload length followed by the payload. A request payload
-/// carries a ``PoolJob``; a response payload carries a ``PoolOutcome``. Inside a payload, strings
+/// carries a ``PoolRequest`` (a tag byte: 0 a ``PoolJob`` to run, 1 a drop of a job not started
+/// yet); a response payload carries a ``PoolOutcome``. The child answers every job request with
+/// exactly one response, in order. Inside a payload, strings
 /// are a 4-byte little-endian byte count plus UTF-8 bytes and integers are 8-byte little-endian.
 /// Anything that does not decode exactly (short, trailing bytes, bad tag, oversized) is a
 /// ``PoolFrameError``; the pool treats the child that sent it as crashed.
@@ -11,16 +13,27 @@ public enum PoolFrame {
     /// Size of the length prefix.
     public static let headerLength = 4
 
+    /// The complete frame (length prefix + payload) for a request to run `job`.
+    public static func encode(_ job: PoolJob) -> [UInt8] { encode(.run(job)) }
+
     /// The complete frame (length prefix + payload) for a request.
-    public static func encode(_ job: PoolJob) -> [UInt8] {
+    public static func encode(_ request: PoolRequest) -> [UInt8] {
         var w = Writer()
-        w.string(job.id)
-        w.string(job.type)
-        w.string(job.queue)
-        w.string(job.payload)
-        w.int(Int64(job.attempt))
-        w.int(Int64(job.maxAttempts))
-        w.int(job.timeoutMs)
+        switch request {
+        case .run(let job):
+            w.byte(0)
+            w.string(job.id)
+            w.string(job.type)
+            w.string(job.queue)
+            w.string(job.payload)
+            w.int(Int64(job.attempt))
+            w.int(Int64(job.maxAttempts))
+            w.int(job.timeoutMs)
+        case .drop(let id, let queue):
+            w.byte(1)
+            w.string(id)
+            w.string(queue)
+        }
         return w.frame()
     }
 
@@ -41,18 +54,33 @@ public enum PoolFrame {
             w.string(reason)
         case .killed:
             w.byte(3)
+        case .dropped:
+            w.byte(4)
         }
         return w.frame()
     }
 
-    /// Decodes a request payload (without the length prefix).
+    /// Decodes a request payload (without the length prefix) that must be a job to run.
     public static func decodeJob(_ payload: [UInt8]) throws(PoolFrameError) -> PoolJob {
-        var r = Reader(bytes: payload)
-        let job = PoolJob(
-            id: try r.string(), type: try r.string(), queue: try r.string(), payload: try r.string(),
-            attempt: Int(try r.int()), maxAttempts: Int(try r.int()), timeoutMs: try r.int())
-        try r.end()
+        guard case .run(let job) = try decodeRequest(payload) else { throw .malformed("a drop request, not a job") }
         return job
+    }
+
+    /// Decodes a request payload (without the length prefix).
+    public static func decodeRequest(_ payload: [UInt8]) throws(PoolFrameError) -> PoolRequest {
+        var r = Reader(bytes: payload)
+        let request: PoolRequest
+        switch try r.byte() {
+        case 0:
+            request = .run(PoolJob(
+                id: try r.string(), type: try r.string(), queue: try r.string(), payload: try r.string(),
+                attempt: Int(try r.int()), maxAttempts: Int(try r.int()), timeoutMs: try r.int()))
+        case 1:
+            request = .drop(id: try r.string(), queue: try r.string())
+        case let tag: throw .malformed("unknown request tag \(tag)")
+        }
+        try r.end()
+        return request
     }
 
     /// Decodes a response payload (without the length prefix).
@@ -71,6 +99,7 @@ public enum PoolFrame {
             }
         case 2: outcome = .crashed(try r.string())
         case 3: outcome = .killed
+        case 4: outcome = .dropped
         case let tag: throw .malformed("unknown outcome tag \(tag)")
         }
         try r.end()

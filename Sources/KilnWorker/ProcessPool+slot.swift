@@ -22,10 +22,17 @@ extension ProcessPool {
     /// What the slot thread should do next, decided under the lock.
     enum Step {
         case wait
-        case send(PoolJob, CheckedContinuation<PoolOutcome, Never>)
+        /// Write a job to the pipe; `onStart` if the child is idle and takes it at once.
+        case send(PoolJob, ticket: UInt64, onStart: (@Sendable () -> Void)?)
+        /// Withdraw a job waiting in the pipe.
+        case drop(PoolJob)
         case kill
         case stop
     }
+
+    /// How long a child gets to confirm that it did not start a cancelled job withdrawn from its
+    /// pipe (it answers at once if the drop arrived first) before it is killed as if running it.
+    static let dropGrace = Duration.milliseconds(50)
 
     /// The wait before respawning a slot's child after `failures` unhealthy ends in a row:
     /// none for 0, then 50 ms, 100 ms, 200 ms, ... up to 5 s.
@@ -62,21 +69,20 @@ extension ProcessPool {
             }
             let started = clock.now
             let end = serve(i, child)
-            state.withLock { $0.retire(i) }
+            // Normally settled by `serve` already; whatever the slot still holds never ran.
+            let (left, resolved, _, woken) = state.withLock { $0.childGone(i) }
+            left?.continuation.resume(returning: .crashed(Self.shutDownReason))
+            for (sub, outcome) in resolved { sub.continuation.resume(returning: outcome) }
+            for w in woken { wake(w) }
             guard case .ended(let unhealthy, let servedJob) = end else { break }
             failures = Self.failuresAfter(failures, unhealthy: unhealthy, servedJob: servedJob, lived: clock.now - started)
         }
-        // A job submitted to this slot while it had no child will never run now.
-        let (orphan, stopped) = state.withLock { s -> (CheckedContinuation<PoolOutcome, Never>?, CheckedContinuation<Void, Never>?) in
-            let c = s.slots[i].continuation
-            if c != nil { _ = s.release(i) }
+        let stopped = state.withLock { s -> CheckedContinuation<Void, Never>? in
             s.threadsRunning -= 1
-            guard s.threadsRunning == 0 else { return (c, nil) }
-            let stopped = s.stopped
-            s.stopped = nil
-            return (c, stopped)
+            guard s.threadsRunning == 0 else { return nil }
+            defer { s.stopped = nil }
+            return s.stopped
         }
-        orphan?.resume(returning: .crashed(Self.shutDownReason))
         stopped?.resume()
     }
 
@@ -96,52 +102,50 @@ extension ProcessPool {
     /// Runs jobs on `child` until it dies, is killed, or the pool shuts down.
     func serve(_ i: Int, _ child: PoolChildProcess) -> ServeEnd {
         let meta: Logger.Metadata = ["slot": "\(i)", "pid": "\(child.pid)"]
-        let waiter = state.withLock { s -> PoolState.Waiter? in
+        let woken = state.withLock { s -> [Int] in
             s.slots[i].pid = child.pid
-            return s.slots[i].phase == .starting ? s.release(i) : nil
+            return s.dispatch()
         }
-        waiter?.continuation.resume(returning: i)
+        for w in woken where w != i { wake(w) }
         logger.debug("worker process started", metadata: meta)
 
-        var running: CheckedContinuation<PoolOutcome, Never>?
+        let clock = ContinuousClock()
         var servedJob = false
         var frames = PoolFrameBuffer()
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        /// Set while the running job is a cancelled one withdrawn from the pipe: kill after this.
+        var dropGraceUntil: ContinuousClock.Instant?
 
-        /// Finishes the job in progress and makes the slot available again (unless shutting down).
-        func finish(_ outcome: PoolOutcome) {
-            guard let c = running else { return }
-            running = nil
-            let waiter = state.withLock { s in s.release(i) }
-            waiter?.continuation.resume(returning: i)
-            c.resume(returning: outcome)
-        }
-        /// Finishes the job in progress without making the slot available (its child is gone).
-        func fail(_ outcome: PoolOutcome) {
-            guard let c = running else { return }
-            running = nil
-            state.withLock { s in
-                s.slots[i].phase = .starting
-                s.slots[i].killRequested = false
+        /// The child is gone: gives the running job `outcome`, settles the others (uncharged),
+        /// and returns whether a job was running.
+        func gone(_ outcome: PoolOutcome) -> Bool {
+            let (running, resolved, requeued, woken) = state.withLock { $0.childGone(i) }
+            if requeued > 0 {
+                logger.info("\(requeued) job(s) the process had not started go to the next process, uncharged", metadata: meta)
             }
-            c.resume(returning: outcome)
+            running?.continuation.resume(returning: outcome)
+            for (sub, o) in resolved { sub.continuation.resume(returning: o) }
+            for w in woken { wake(w) }
+            return running != nil
         }
 
         while true {
+            let now = clock.now
             let step: Step = state.withLock { s in
                 let slot = s.slots[i]
-                if running != nil {
-                    return slot.killRequested || s.killBusy ? .kill : .wait
+                if let head = slot.jobs.first, head.sent {
+                    let graceOver = dropGraceUntil.map { now >= $0 } ?? true
+                    if s.killBusy || (head.stopRequested && (!head.dropWritten || graceOver)) { return .kill }
                 }
-                if slot.phase == .busy, let job = slot.job, let c = slot.continuation {
-                    s.slots[i].job = nil
-                    s.slots[i].continuation = nil
-                    return .send(job, c)
+                if let j = slot.jobs.indices.first(where: { $0 > 0 && slot.jobs[$0].sent && slot.jobs[$0].wantsDrop && !slot.jobs[$0].dropWritten }) {
+                    s.slots[i].jobs[j].dropWritten = true
+                    return .drop(slot.jobs[j].job)
                 }
-                if s.shuttingDown && slot.phase != .busy {
-                    s.idle.removeAll { $0 == i }
-                    return .stop
+                if let j = slot.firstUnsent {
+                    s.slots[i].jobs[j].sent = true
+                    return .send(slot.jobs[j].job, ticket: slot.jobs[j].ticket, onStart: j == 0 ? slot.jobs[j].onStart : nil)
                 }
+                if s.shuttingDown && slot.jobs.isEmpty { return .stop }
                 return .wait
             }
             switch step {
@@ -154,17 +158,33 @@ extension ProcessPool {
             case .kill:
                 let status = stopChild(child, patience: .zero)
                 logger.info("killed worker process of a cancelled job", metadata: meta.merging(["status": "\(status)"]) { $1 })
-                fail(.killed)
+                _ = gone(.killed)
                 return .ended(unhealthy: false, servedJob: servedJob)
-            case .send(let job, let c):
-                running = c
+            case .send(let job, let ticket, let onStart):
                 do {
-                    try PoolFrameIO.writeAll(child.requestFD, PoolFrame.encode(job))
+                    try PoolFrameIO.writeAll(child.requestFD, PoolFrame.encode(.run(job)))
+                } catch {
+                    // Not taken: it goes back to the queue; only a job the child was running is charged.
+                    state.withLock { s in
+                        if let j = s.slots[i].jobs.firstIndex(where: { $0.ticket == ticket }) { s.slots[i].jobs[j].sent = false }
+                    }
+                    let status = stopChild(child, patience: .milliseconds(500))
+                    let wasRunning = gone(.crashed(status.crashReason))
+                    logger.warning("worker process died before taking a job; the job goes to the next process",
+                                   metadata: meta.merging(["status": "\(status)"]) { $1 })
+                    return .ended(unhealthy: !wasRunning, servedJob: servedJob)
+                }
+                onStart?()
+                continue
+            case .drop(let job):
+                do {
+                    try PoolFrameIO.writeAll(child.requestFD, PoolFrame.encode(.drop(id: job.id, queue: job.queue)))
                 } catch {
                     let status = stopChild(child, patience: .milliseconds(500))
-                    logger.warning("worker process died before taking a job", metadata: meta.merging(["status": "\(status)"]) { $1 })
-                    fail(.crashed(status.crashReason))
-                    return .ended(unhealthy: true, servedJob: servedJob)
+                    let wasRunning = gone(.crashed(status.crashReason))
+                    logger.warning("worker process died while running a job; restarting it",
+                                   metadata: meta.merging(["reason": "\(status.crashReason)"]) { $1 })
+                    return .ended(unhealthy: !wasRunning, servedJob: servedJob)
                 }
                 continue
             }
@@ -173,7 +193,12 @@ extension ProcessPool {
                 pollfd(fd: wakePipes[i].read, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: child.responseFD, events: Int16(POLLIN), revents: 0),
             ]
-            if poll(&fds, 2, -1) < 0 { continue }  // EINTR
+            var timeout: Int32 = -1
+            if let until = dropGraceUntil {
+                let left = until - clock.now
+                timeout = max(1, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000) + 1)
+            }
+            if poll(&fds, 2, timeout) < 0 { continue }  // EINTR
             if fds[0].revents != 0 { drainWake(i) }
             guard fds[1].revents != 0 else { continue }
 
@@ -182,11 +207,10 @@ extension ProcessPool {
             if n <= 0 {
                 // End of file: the child is gone (or closed its pipe, which is as good as gone).
                 let status = stopChild(child, patience: .milliseconds(500))
-                if running != nil {
+                if gone(.crashed(status.crashReason)) {
                     // The job's fault (abort, signal, OOM kill): replace the child at once.
                     logger.warning("worker process died while running a job; restarting it",
                                    metadata: meta.merging(["reason": "\(status.crashReason)"]) { $1 })
-                    fail(.crashed(status.crashReason))
                     return .ended(unhealthy: false, servedJob: servedJob)
                 }
                 logger.warning("idle worker process died; restarting it",
@@ -195,20 +219,39 @@ extension ProcessPool {
             }
             buffer.withUnsafeBytes { frames.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             do {
-                guard running != nil else { throw PoolFrameError.malformed("output while idle") }
-                guard let payload = try frames.nextPayload() else { continue }
-                finish(try PoolFrame.decodeOutcome(payload))
-                servedJob = true
-                if frames.hasPartialFrame { throw PoolFrameError.malformed("output after the response") }
+                while frames.hasPartialFrame {
+                    // Garbage while a job runs is that job's doing (it wrote to fd 4); while idle, the child's.
+                    guard state.withLock({ $0.slots[i].jobs.first?.sent == true }) else { throw PoolFrameError.malformed("output while idle") }
+                    guard let payload = try frames.nextPayload() else { break }
+                    let outcome = try PoolFrame.decodeOutcome(payload)
+                    dropGraceUntil = finishRunning(i, outcome, now: clock.now)
+                    servedJob = true
+                }
             } catch {
-                // Garbage while a job runs is that job's doing (it wrote to fd 4); while idle, the child's.
-                let duringJob = running != nil
+                let duringJob = state.withLock { $0.slots[i].jobs.first?.sent == true }
                 let status = stopChild(child, patience: .zero)
                 logger.warning("worker process broke the pool protocol; restarting it",
                                metadata: meta.merging(["error": "\(error)", "status": "\(status)"]) { $1 })
-                fail(.crashed("worker process sent a malformed response"))
+                _ = gone(.crashed("worker process sent a malformed response"))
                 return .ended(unhealthy: !duringJob, servedJob: servedJob)
             }
         }
+    }
+
+    /// Slot `i`'s child answered for its running job: ends that job with `outcome`. The job
+    /// behind it in the pipe, if any, is the running one now (the child reads it right after
+    /// answering): its `onStart` runs. Returns the drop grace deadline if that job is a cancelled
+    /// one whose drop was written (the child answers `dropped` at once if it saw the drop in time).
+    private func finishRunning(_ i: Int, _ outcome: PoolOutcome, now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        let (done, next, woken) = state.withLock { s -> (PoolSubmission, PoolSubmission?, [Int]) in
+            let done = s.slots[i].jobs.removeFirst()
+            let next = s.slots[i].jobs.first.flatMap { $0.sent ? $0 : nil }
+            return (done, next, s.dispatch())
+        }
+        next?.onStart?()
+        done.continuation.resume(returning: outcome)
+        for w in woken where w != i { wake(w) }
+        guard let next, next.stopRequested, next.dropWritten else { return nil }
+        return now + Self.dropGrace
     }
 }

@@ -14,7 +14,14 @@ import Synchronization
 /// Children that crash or hang are killed, reaped and respawned; the pool itself stays up.
 ///
 /// Run it as a `Service` (it spawns its children in ``run()`` and stops them on graceful shutdown
-/// or cancellation) and submit jobs with ``execute(_:)``.
+/// or cancellation) and submit jobs with ``execute(_:onStart:)``.
+///
+/// With `pipelined`, each child holds two jobs: the one it runs and the next, already written to
+/// its pipe, which it starts without waiting for the parent. A job counts as taken (its
+/// `onStart` runs) when it is written to an idle child, or, waiting in a pipe, when the child's
+/// answer for the job before it arrives (the child reads its next request right after writing
+/// that answer). A job still in a pipe is withdrawn with a drop request; a child that dies takes
+/// only its running job with it: the jobs behind it go back to the queue, uncharged.
 public final class ProcessPool: Service, Sendable {
     let executable: String
     let environment: [String]
@@ -36,7 +43,9 @@ public final class ProcessPool: Service, Sendable {
     ///   - niceness: How much nicer than this process the children run (clamped to 0–19): with 10,
     ///     a busy child yields the CPU to the worker's async loop (and to a Redis on the same host)
     ///     whenever they have work, so CPU jobs do not delay I/O jobs; idle cores still go to CPU jobs.
-    public init(size: Int, executable: String = ProcessPool.currentExecutable, logger: Logger, killGrace: Duration = .seconds(2), niceness: Int = 0) {
+    ///   - pipelined: Keep each child's next job in its pipe (prefetch; see above).
+    public init(size: Int, executable: String = ProcessPool.currentExecutable, logger: Logger, killGrace: Duration = .seconds(2), niceness: Int = 0,
+                pipelined: Bool = false) {
         precondition(size >= 1, "a process pool needs at least one child")
         self.niceness = Int32(min(19, max(0, niceness)))
         self.executable = executable
@@ -50,7 +59,7 @@ public final class ProcessPool: Service, Sendable {
             for fd in fds { _ = fcntl(fd, F_SETFL, O_NONBLOCK) }
             return (fds[0], fds[1])
         }
-        self.state = Mutex(PoolState(slots: Array(repeating: SlotState(), count: size)))
+        self.state = Mutex(PoolState(slots: Array(repeating: SlotState(), count: size), depth: pipelined ? 2 : 1))
     }
 
     deinit {
@@ -65,72 +74,47 @@ public final class ProcessPool: Service, Sendable {
         state.withLock { s in s.slots.map(\.pid).filter { $0 != 0 } }
     }
 
-    /// Runs a job in an idle child, waiting for one if all are busy or being respawned.
+    /// Runs a job in a child, waiting for one if all are busy or being respawned; `onStart` is
+    /// called (on a pool thread) when a child takes it.
     ///
     /// If the calling task is cancelled, the child running the job is killed (SIGTERM, then
-    /// SIGKILL after the kill grace) and respawned, and the result is `.killed`. A child that dies
-    /// on its own gives `.crashed(reason)`. After shutdown the result is
+    /// SIGKILL after the kill grace) and respawned, and the result is `.killed`; a job no child
+    /// has taken yet is withdrawn (`.killed`, never run). A child that dies on its own gives
+    /// `.crashed(reason)` for the job it was running. After ``handBackUnstarted()`` the result is
+    /// `.dropped` for jobs not started. After shutdown the result is
     /// `.crashed("worker process pool is shut down")`.
-    public func execute(_ job: PoolJob) async -> PoolOutcome {
+    public func execute(_ job: PoolJob, onStart: (@Sendable () -> Void)? = nil) async -> PoolOutcome {
         let ticket = state.withLock { s in
             s.nextTicket &+= 1
             return s.nextTicket
         }
-        // 1. Claim a slot.
-        let claimed: Int? = await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Int?, Never>) in
-                let immediate: Int?? = state.withLock { s in
-                    if s.shuttingDown || Task.isCancelled { return .some(nil) }
-                    if let i = s.idle.popLast() {
-                        s.claim(i, ticket: ticket)
-                        return .some(i)
-                    }
-                    s.waiters.append(PoolState.Waiter(ticket: ticket, continuation: c))
-                    return .none
-                }
-                if let immediate { c.resume(returning: immediate) }
-            }
-        } onCancel: {
-            let waiter = state.withLock { s in
-                s.waiters.firstIndex { $0.ticket == ticket }.map { s.waiters.remove(at: $0) }
-            }
-            waiter?.continuation.resume(returning: nil)
-        }
-        guard let slot = claimed else {
-            return state.withLock { $0.shuttingDown } ? .crashed(Self.shutDownReason) : .killed
-        }
-        // 2. Hand the job to the slot's thread and wait for its outcome.
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<PoolOutcome, Never>) in
-                let rejected: (PoolOutcome, PoolState.Waiter?)? = state.withLock { s in
-                    if s.shuttingDown { return (.crashed(Self.shutDownReason), s.release(slot)) }
-                    if s.slots[slot].killRequested || Task.isCancelled { return (.killed, s.release(slot)) }
-                    s.slots[slot].job = job
-                    s.slots[slot].continuation = c
-                    return nil
+                let (rejected, woken): (PoolOutcome?, [Int]) = state.withLock { s in
+                    if s.shuttingDown { return (.crashed(Self.shutDownReason), []) }
+                    if s.handingBack { return (.dropped, []) }
+                    if Task.isCancelled { return (.killed, []) }
+                    s.queue.append(PoolSubmission(ticket: ticket, job: job, continuation: c, onStart: onStart))
+                    return (nil, s.dispatch())
                 }
-                if let (outcome, waiter) = rejected {
-                    waiter?.continuation.resume(returning: slot)
-                    c.resume(returning: outcome)
-                }
-                wake(slot)
+                if let rejected { c.resume(returning: rejected) }
+                for i in woken { wake(i) }
             }
         } onCancel: {
-            let released: (CheckedContinuation<PoolOutcome, Never>, PoolState.Waiter?)? = state.withLock { s in
-                guard s.slots[slot].ticket == ticket, s.slots[slot].phase == .busy else { return nil }
-                if let c = s.slots[slot].continuation {
-                    // Submitted but not yet sent to the child: nothing to kill.
-                    return (c, s.release(slot))
-                }
-                s.slots[slot].killRequested = true
-                return nil
-            }
-            if let (c, waiter) = released {
-                waiter?.continuation.resume(returning: slot)
-                c.resume(returning: .killed)
-            }
-            wake(slot)
+            let (withdrawn, woken) = state.withLock { s in s.cancel(ticket) }
+            withdrawn?.resume(returning: .killed)
+            for i in woken { wake(i) }
         }
+    }
+
+    /// Hands back every job no child has started: queued ones at once (`.dropped`), those waiting
+    /// in a pipe once their child confirms it did not start them (or, if it had, when they end).
+    /// Jobs submitted afterwards are answered `.dropped` at once. For graceful shutdown with
+    /// prefetch: running jobs finish, the rest go back to Redis without running.
+    public func handBackUnstarted() {
+        let (resolved, woken) = state.withLock { s in s.takeUnstarted() }
+        for sub in resolved { sub.continuation.resume(returning: .dropped) }
+        for i in woken { wake(i) }
     }
 
     static let shutDownReason = "worker process pool is shut down"
@@ -174,15 +158,16 @@ public final class ProcessPool: Service, Sendable {
         logger.info("process pool stopped")
     }
 
-    /// Marks the pool shut down, fails waiting callers and tells every slot thread to stop.
+    /// Marks the pool shut down, hands back queued jobs (`.dropped`: none started) and tells every
+    /// slot thread to stop.
     func beginShutdown(killBusy: Bool) {
-        let waiters = state.withLock { s in
+        let queued = state.withLock { s in
             s.shuttingDown = true
             if killBusy { s.killBusy = true }
-            defer { s.waiters.removeAll() }
-            return s.waiters
+            defer { s.queue.removeAll() }
+            return s.queue
         }
-        for w in waiters { w.continuation.resume(returning: nil) }
+        for sub in queued { sub.continuation.resume(returning: .dropped) }
         for i in 0..<size { wake(i) }
     }
 
@@ -191,79 +176,4 @@ public final class ProcessPool: Service, Sendable {
         var b: UInt8 = 1
         _ = write(wakePipes[i].write, &b, 1)
     }
-}
-
-/// The pool's shared state, protected by `ProcessPool.state`.
-struct PoolState: Sendable {
-    struct Waiter: Sendable {
-        var ticket: UInt64
-        var continuation: CheckedContinuation<Int?, Never>
-    }
-
-    var slots: [SlotState]
-    /// Slots with a live, idle child, ready to be claimed.
-    var idle: [Int] = []
-    /// Callers waiting for an idle slot, oldest first; resumed with the slot or nil.
-    var waiters: [Waiter] = []
-    var nextTicket: UInt64 = 0
-    var started = false
-    var shuttingDown = false
-    /// Kill jobs that are still running instead of letting them finish.
-    var killBusy = false
-    var threadsRunning = 0
-    /// `run()` waiting for the slot threads to finish.
-    var stopped: CheckedContinuation<Void, Never>?
-
-    /// Marks slot `i` claimed by the caller holding `ticket`.
-    mutating func claim(_ i: Int, ticket: UInt64) {
-        slots[i].phase = .busy
-        slots[i].ticket = ticket
-        slots[i].killRequested = false
-        slots[i].job = nil
-        slots[i].continuation = nil
-    }
-
-    /// Ends the claim on slot `i`. If it has a live child it becomes idle: handed to the oldest
-    /// waiter (returned, to be resumed with `i` outside the lock) or put on the idle list.
-    mutating func release(_ i: Int) -> Waiter? {
-        slots[i].killRequested = false
-        slots[i].job = nil
-        slots[i].continuation = nil
-        guard slots[i].pid != 0 else {
-            slots[i].phase = .starting
-            return nil
-        }
-        slots[i].phase = .idle
-        if shuttingDown { return nil }
-        if !waiters.isEmpty {
-            let w = waiters.removeFirst()
-            claim(i, ticket: w.ticket)
-            return w
-        }
-        if !idle.contains(i) { idle.append(i) }
-        return nil
-    }
-
-    /// Takes slot `i` out of service (its child is gone or stopping), keeping a claim if any.
-    mutating func retire(_ i: Int) {
-        slots[i].pid = 0
-        idle.removeAll { $0 == i }
-        if slots[i].phase == .idle { slots[i].phase = .starting }
-    }
-}
-
-/// One slot of the pool, protected by `ProcessPool.state`.
-struct SlotState: Sendable {
-    enum Phase: Sendable { case starting, idle, busy }
-
-    /// The live child's pid, 0 while there is none.
-    var pid: pid_t = 0
-    var phase: Phase = .starting
-    /// The `execute` call that claimed the slot.
-    var ticket: UInt64 = 0
-    /// A job submitted but not yet sent to the child, with its caller's continuation.
-    var job: PoolJob?
-    var continuation: CheckedContinuation<PoolOutcome, Never>?
-    /// The caller was cancelled: kill the child running its job.
-    var killRequested = false
 }

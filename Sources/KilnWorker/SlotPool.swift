@@ -5,7 +5,7 @@ import Synchronization
 final class SlotPool: Sendable {
     private struct State {
         var free: Int
-        var waiters: [(id: Int, max: Int, continuation: CheckedContinuation<Int, Error>)] = []
+        var waiters: [(id: Int, min: Int, max: Int, continuation: CheckedContinuation<Int, Error>)] = []
         var nextID = 0
     }
     private let state: Mutex<State>
@@ -18,9 +18,11 @@ final class SlotPool: Sendable {
 
     var free: Int { state.withLock { $0.free } }
 
-    /// Waits until at least one slot is free and takes up to `max` of them. Throws
-    /// `CancellationError` if the task is cancelled while waiting.
-    func acquire(max: Int) async throws -> Int {
+    /// Waits until at least `min` slots are free (clamped to 1...capacity) and takes up to `max`
+    /// of them. Throws `CancellationError` if the task is cancelled while waiting. A `min` above
+    /// 1 is a low-water mark: fetch a batch only once that many jobs have ended.
+    func acquire(max: Int, min: Int = 1) async throws -> Int {
+        let min = Swift.max(1, Swift.min(min, capacity))
         let id = state.withLock { s -> Int in
             s.nextID += 1
             return s.nextID
@@ -29,12 +31,12 @@ final class SlotPool: Sendable {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Int, Error>) in
                 let taken: Int? = state.withLock { s in
                     if Task.isCancelled { return -1 }
-                    if s.free > 0 && s.waiters.isEmpty {
-                        let n = min(s.free, max)
+                    if s.free >= min && s.waiters.isEmpty {
+                        let n = Swift.min(s.free, max)
                         s.free -= n
                         return n
                     }
-                    s.waiters.append((id, max, c))
+                    s.waiters.append((id, min, max, c))
                     return nil
                 }
                 if let taken {
@@ -56,7 +58,7 @@ final class SlotPool: Sendable {
         var wake: [(CheckedContinuation<Int, Error>, Int)] = []
         state.withLock { s in
             s.free += n
-            while s.free > 0, !s.waiters.isEmpty {
+            while let first = s.waiters.first, s.free >= first.min {
                 let w = s.waiters.removeFirst()
                 let k = min(s.free, w.max)
                 s.free -= k

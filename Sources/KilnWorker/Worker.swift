@@ -37,14 +37,15 @@ public struct Worker: Sendable {
         let running = RunningJobs()
         self.running = running
         let pool = options.processes > 0
-            ? ProcessPool(size: options.processes, logger: log, killGrace: options.killGrace, niceness: options.poolNiceness) : nil
+            ? ProcessPool(size: options.processes, logger: log, killGrace: options.killGrace, niceness: options.poolNiceness,
+                          pipelined: options.cpuPrefetch > 0) : nil
         let runner = JobRunner(options: options, registry: registry, store: store, pool: pool, running: running,
                                deadlines: Deadlines(), logger: log)
         let leases = LeaseKeeper(options: options, store: store, running: running, logger: log)
         let executor = JobExecutor(
             options: options, runner: runner, store: store, running: running,
             ioSlots: SlotPool(capacity: options.concurrency),
-            cpuSlots: pool.map { SlotPool(capacity: $0.size) }, logger: log)
+            cpuSlots: pool.map { SlotPool(capacity: $0.size + options.cpuPrefetch) }, logger: log)
         var services: [any Service] = []
         if let pool { services.append(pool) }
         services.append(leases)
@@ -93,7 +94,7 @@ public struct Worker: Sendable {
         try await waitForRedis()
         logger.info("worker started", metadata: [
             "queues": "\(options.queues.joined(separator: ","))", "concurrency": "\(options.concurrency)",
-            "processes": "\(options.processes)", "redis": "\(options.redis)",
+            "processes": "\(options.processes)", "cpu_prefetch": "\(options.cpuPrefetch)", "redis": "\(options.redis)",
         ])
         let group = ServiceGroup(
             configuration: .init(

@@ -49,6 +49,20 @@ public struct WorkerOptions: Sendable {
     /// (and to a Redis on the same host) whenever they have work, so a CPU-bound pool does not
     /// delay I/O jobs, while idle cores still go to CPU jobs. 0 runs them at the worker's priority.
     public var poolNiceness: Int = 10
+    /// CPU jobs the worker holds beyond those its pool processes run (`--cpu-prefetch`,
+    /// `KILN_CPU_PREFETCH`). Default 0: off, a CPU job is leased only when a process is free.
+    /// With N > 0 the worker leases up to processes + N CPU jobs: each process gets its next job
+    /// in its pipe while it runs one (it starts it without a round trip), the rest wait in a
+    /// buffer, and a job's timeout starts only when a process takes it. Waiting jobs hold their
+    /// leases (the heartbeat renews them), so another worker cannot run them meanwhile: use it
+    /// for many short CPU jobs, not for long ones. On graceful shutdown the jobs not started are
+    /// handed back at once (those in a pipe when their process ends its current job).
+    public var cpuPrefetch: Int = 0
+    /// With `cpuPrefetch`, fetch more CPU jobs once the jobs waiting in the worker fell to this
+    /// many (`--cpu-prefetch-low`, `KILN_CPU_PREFETCH_LOW`), 0 to `cpuPrefetch - 1`. Default
+    /// nil: a quarter of `cpuPrefetch`. Fetches then come in batches of about
+    /// `cpuPrefetch - low` jobs (at most `fetchBatch`).
+    public var cpuPrefetchLowWater: Int?
     /// This worker's name in records and logs (`--name`). Default `host:pid`.
     public var name: String
 
@@ -92,6 +106,13 @@ public struct WorkerOptions: Sendable {
     /// its timeout, so a short job whose worker dies comes back this soon after its timeout.
     public var leaseMargin: Duration { killGrace + .seconds(2) }
 
+    /// The free CPU slots a CPU fetch waits for: 1 without prefetch, else enough that the jobs
+    /// waiting in the worker fell to the low-water mark.
+    var cpuFetchThreshold: Int {
+        guard cpuPrefetch > 0 else { return 1 }
+        return max(1, cpuPrefetch - (cpuPrefetchLowWater ?? cpuPrefetch / 4))
+    }
+
     public static var defaultName: String {
         "\(ProcessInfo.processInfo.hostName):\(getpid())"
     }
@@ -111,6 +132,10 @@ public struct WorkerOptions: Sendable {
         if lease < .milliseconds(300) { throw KilnError(.invalidInput, "--lease must be at least 300ms, got \(KilnDuration.format(lease))") }
         if deadMax < 0 { throw KilnError(.invalidInput, "--dead-max must not be negative") }
         if poolNiceness < 0 || poolNiceness > 19 { throw KilnError(.invalidInput, "--pool-nice must be from 0 to 19, got \(poolNiceness)") }
+        if cpuPrefetch < 0 || cpuPrefetch > 100_000 { throw KilnError(.invalidInput, "--cpu-prefetch must be from 0 to 100000, got \(cpuPrefetch)") }
+        if let low = cpuPrefetchLowWater, low < 0 || (cpuPrefetch > 0 && low >= cpuPrefetch) {
+            throw KilnError(.invalidInput, "--cpu-prefetch-low must be from 0 to --cpu-prefetch minus 1 (\(max(0, cpuPrefetch - 1))), got \(low)")
+        }
         if fetchBatch < 1 || fetchBatch > 10_000 { throw KilnError(.invalidInput, "--fetch-batch must be from 1 to 10000, got \(fetchBatch)") }
     }
 }

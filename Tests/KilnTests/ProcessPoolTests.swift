@@ -26,10 +26,39 @@ import Testing
         PoolOutcome.succeeded(#"{"ok":true}"#), .succeeded(""),
         .failed(type: "bad_payload", message: "missing field 'w' ✗", retryable: false),
         .failed(type: "error", message: "", retryable: true),
-        .crashed("worker process crashed: signal 11"), .killed,
+        .crashed("worker process crashed: signal 11"), .killed, .dropped,
     ])
     func outcomeRoundTrip(_ outcome: PoolOutcome) throws {
         #expect(try PoolFrame.decodeOutcome(payload(PoolFrame.encode(outcome))) == outcome)
+    }
+
+    @Test func dropRequestRoundTrip() throws {
+        let drop = PoolRequest.drop(id: job.id, queue: job.queue)
+        #expect(try PoolFrame.decodeRequest(payload(PoolFrame.encode(drop))) == drop)
+        #expect(try PoolFrame.decodeRequest(payload(PoolFrame.encode(job))) == .run(job))
+        #expect(throws: PoolFrameError.self) { try PoolFrame.decodeJob(payload(PoolFrame.encode(drop))) }
+        #expect(throws: PoolFrameError.self) { try PoolFrame.decodeRequest([7]) }
+    }
+
+    /// The child's view of its pipe: a drop already behind the job it takes withdraws it; a drop
+    /// that comes after it started is stale and skipped.
+    @Test func inboxSeesADropBehindTheJob() throws {
+        var fds: [Int32] = [-1, -1]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]) }
+        let other = PoolJob(id: "j-2", type: "t", queue: "q", payload: "{}", attempt: 1, maxAttempts: 1, timeoutMs: 1)
+        for frame in [PoolFrame.encode(job), PoolFrame.encode(.drop(id: job.id, queue: job.queue)), PoolFrame.encode(other)] {
+            try PoolFrameIO.writeAll(fds[1], frame)
+        }
+        var inbox = PoolChildInbox(fd: fds[0])
+        #expect(try inbox.next() == .run(job))
+        #expect(try inbox.takeDrop(for: job))
+        #expect(try inbox.next() == .run(other))
+        #expect(try !inbox.takeDrop(for: other))
+        try PoolFrameIO.writeAll(fds[1], PoolFrame.encode(.drop(id: other.id, queue: other.queue)))
+        close(fds[1])
+        #expect(try inbox.next() == .drop(id: other.id, queue: other.queue))  // stale: the child skips it
+        #expect(try inbox.next() == nil)
     }
 
     @Test func malformedPayloadsAreRejected() throws {
