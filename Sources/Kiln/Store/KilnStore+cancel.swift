@@ -12,18 +12,29 @@ public enum CancelReply: Sendable, Equatable {
     case finished(String)
 }
 
+extension CancelReply {
+    /// The reply for a word of the cancel script (both versions): `cancelled`, `running`,
+    /// `missing` or `finished:STATUS`; nil for anything else.
+    init?(word: String) {
+        switch word {
+        case "cancelled": self = .cancelled
+        case "running": self = .running
+        case "missing": self = .missing
+        case let w where w.hasPrefix("finished:"): self = .finished(String(w.dropFirst(9)))
+        default: return nil
+        }
+    }
+}
+
 /// Cancelling a job, and the channel that tells workers about it.
 extension KilnStore {
     public func cancel(queue: String, id: String, now: Int64) async throws -> CancelReply {
         let reply = try await run(KilnScripts.cancel, keys: [keys.pending(queue, .io), keys.pending(queue, .cpu), keys.scheduled(queue)],
                                   args: [keys.queuePrefix(queue), id, String(now), keys.cancelChannel])
-        switch reply.string ?? "" {
-        case "cancelled": return .cancelled
-        case "running": return .running
-        case "missing": return .missing
-        case let other where other.hasPrefix("finished:"): return .finished(String(other.dropFirst(9)))
-        case let other: throw KilnError(.protocolViolation, "unexpected reply to cancel: \(SafeText.escaped(other))")
+        guard let r = CancelReply(word: reply.string ?? "") else {
+            throw KilnError(.protocolViolation, "unexpected reply to cancel: \(SafeText.escaped(reply.string ?? ""))")
         }
+        return r
     }
 
     /// Listens for cancels of running jobs on `connection` until cancelled; `onCancel` gets the
