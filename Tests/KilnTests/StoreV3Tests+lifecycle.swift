@@ -209,3 +209,48 @@ extension StoreV3Tests {
         #expect(try await s.connection.send(["GET", s.keys.version]).string == found, "a refusal wrote the marker")
     }
 }
+
+/// `KilnStoreV3`: batching details (one `now` per finish call, jobs named twice in one batch) and
+/// the Lua text against the drafts in `design/v3`.
+extension StoreV3Tests {
+    @Test func aFinishGroupIsWrittenWithItsLatestEndAndRecognisedAgain() async throws {
+        let s = makeStore()
+        defer { s.connection.close() }
+        let now = nowMs()
+        #expect(try await enqueue(s, [job("a"), job("b")], now: now) == .written)
+        let got = try await fetch(s, now: now)
+        let outcomes = [AttemptOutcome(id: "a", token: got[0].token, ending: .succeeded, result: "1", endedAt: now + 3),
+                        failed("b", got[1].token, at: now + 1, delay: 100)]
+        for _ in 0..<2 { #expect(try await finish(s, outcomes) == [.left(.succeeded), .left(.retrying)]) }
+        #expect(try await s.record(queue: Self.q, id: "a")?.finishedAt == now + 3)
+        #expect(try await s.record(queue: Self.q, id: "b")?.retryAt == now + 103)
+    }
+
+    @Test func aJobNamedTwiceInOneBatchIsHandledInOrder() async throws {
+        let s = makeStore()
+        defer { s.connection.close() }
+        let now = nowMs()
+        let t = try await leased(s, job("a"), now: now)
+        let twice = [AttemptOutcome(id: "a", token: t, ending: .succeeded, result: "1", endedAt: now), failed("a", t, at: now, delay: 100)]
+        // The second call (same attempt, same `now`) takes the first's write for its own: the
+        // job is left succeeded either way, and nothing is written twice.
+        #expect(try await finish(s, twice) == [.left(.succeeded), .left(.succeeded)])
+        #expect(try await redisInt(s, "ZCARD", s.keys.expiry(Self.q)) == 1)
+        #expect(try await s.record(queue: Self.q, id: "a")?.status == .succeeded)
+        #expect(try await redisInt(s, "ZCARD", s.keys.later(Self.q)) == 0)
+        let tb = try await leased(s, job("b"), now: now)
+        #expect(try await s.release(queue: Self.q, jobs: [("b", tb, .io), ("b", tb, .io)], now: now) == [.released, .stale])
+        #expect(try await redisInt(s, "LLEN", s.keys.ready(Self.q, .io)) == 1)
+        #expect(try await s.cancel(queue: Self.q, ids: ["b", "b"], now: now) == [.cancelled, .finished("cancelled")])
+    }
+
+    @Test func theLuaTextIsTheDraftsOfDesignV3() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("design/v3")
+        let prelude = try String(contentsOf: dir.appendingPathComponent("prelude.lua"), encoding: .utf8)
+        for script in KilnScriptsV3.all {
+            let body = try String(contentsOf: dir.appendingPathComponent(script.name + ".lua"), encoding: .utf8)
+            #expect(script.source + "\n" == prelude + body, "\(script.name) differs from design/v3/\(script.name).lua")
+        }
+    }
+}

@@ -4,7 +4,8 @@ import KilnRedis
 extension KilnStoreV3 {
     /// Cancels jobs of `queue`: a queued or retrying one ends `cancelled` at once (announced on
     /// the queue's done channel); a running one gets the cancel flag and is published on
-    /// `P:cancel` for its worker. Up to 500 ids per atomic call, all calls in one pipeline.
+    /// `P:cancel` for its worker. Up to 500 ids per atomic call, all calls in one pipeline (an id
+    /// named twice goes in two calls, in order).
     public func cancel(queue: String, ids: [String], now: Int64) async throws -> [CancelReply] {
         let replies = try await runBatched(
             KilnScriptsV3.cancel,

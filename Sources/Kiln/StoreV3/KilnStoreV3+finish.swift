@@ -8,7 +8,8 @@ extension KilnStoreV3 {
     /// Writes the outcomes of many attempts, one atomic `finish` call per element of `groups`
     /// (each of one queue, at most `finishChunk` attempts), all in one pipeline. Per group: the
     /// reply of each attempt in order, or the error reply Redis gave that call (a transport
-    /// failure throws). A reply Kiln does not know is `nil`.
+    /// failure throws). A reply Kiln does not know is `nil`. A group naming a job twice (two
+    /// attempts of it) goes in several calls, in order, so the second sees the first's write.
     ///
     /// Protocol v3 takes one `now` per call, not per attempt: a group is written with the latest
     /// `endedAt` of its attempts (as `finished_at`, and the base of a retry's delay). A retry of
@@ -17,27 +18,36 @@ extension KilnStoreV3 {
         if let bad = groups.first(where: { $0.attempts.count > Self.finishChunk }) {
             throw KilnError(.invalidInput, "a finish call to queue '\(SafeText.escaped(bad.queue))' holds \(bad.attempts.count) attempts; split them into calls of at most \(Self.finishChunk)")
         }
-        let written = groups.filter { !$0.attempts.isEmpty }
-        let calls = written.map { g -> ScriptRunner.Call in
-            let now = g.attempts.map(\.endedAt).max() ?? 0
-            var args = [keys.queuePrefix(g.queue), String(now)]
-            args.reserveCapacity(2 + g.attempts.count * 7)
-            for a in g.attempts {
-                args += [a.id, a.token, a.ending.rawValue, a.result, a.errorType, a.errorMessage, String(a.retryDelayMs ?? -1)]
+        // Per group, its pieces (one call each).
+        let pieces = groups.map { Self.pieces($0.attempts, max: Self.finishChunk, id: \.id) }
+        var calls: [ScriptRunner.Call] = []
+        for (g, gp) in zip(groups, pieces) {
+            let now = String(g.attempts.map(\.endedAt).max() ?? 0)
+            for piece in gp {
+                var args = [keys.queuePrefix(g.queue), now]
+                args.reserveCapacity(2 + piece.count * 7)
+                for a in piece {
+                    args += [a.id, a.token, a.ending.rawValue, a.result, a.errorType, a.errorMessage, String(a.retryDelayMs ?? -1)]
+                }
+                calls.append(ScriptRunner.Call(script: KilnScriptsV3.finish,
+                                               keys: [keys.jobs(g.queue), keys.leases(g.queue), keys.later(g.queue), keys.dead(g.queue), keys.expiry(g.queue)],
+                                               args: args))
             }
-            return ScriptRunner.Call(script: KilnScriptsV3.finish,
-                                     keys: [keys.jobs(g.queue), keys.leases(g.queue), keys.later(g.queue), keys.dead(g.queue), keys.expiry(g.queue)],
-                                     args: args)
         }
         var replies = try await runner.runPipelined(calls)[...]
-        return groups.map { g in
-            if g.attempts.isEmpty { return .success([]) }
-            let reply = replies.removeFirst()
-            if case .error(let text) = reply {
-                return .failure(RedisError.reply(text, command: "script finish (v3)", address: address))
+        return zip(groups, pieces).map { g, gp in
+            var words: [String?] = []
+            var failure: RedisError?
+            for piece in gp {
+                let reply = replies.removeFirst()
+                if case .error(let text) = reply {
+                    failure = failure ?? RedisError.reply(text, command: "script finish (v3)", address: address)
+                }
+                let w = reply.array.map(\.string)
+                words += (0..<piece.count).map { $0 < w.count ? w[$0] : nil }
             }
-            let words = reply.array.map(\.string)
-            return .success((0..<g.attempts.count).map { n in n < words.count ? FinishReply(words[n]) : nil })
+            if let failure { return .failure(failure) }
+            return .success(words.map { FinishReply($0) })
         }
     }
 }

@@ -4,7 +4,8 @@ import KilnRedis
 extension KilnStoreV3 {
     /// Hands leased jobs of `queue` back without counting their attempts, each onto the front of
     /// the ready list of its `kind` (on shutdown, or to move a job to the kind of slot its handler
-    /// needs). Up to 500 jobs per atomic call, all calls in one pipeline. One reply per job.
+    /// needs). Up to 500 jobs per atomic call, all calls in one pipeline. One reply per job (a job
+    /// named twice goes in two calls, in order).
     public func release(queue: String, jobs: [(id: String, token: String, kind: JobKind)], now: Int64) async throws -> [ReleaseReply] {
         let replies = try await runBatched(
             KilnScriptsV3.release,

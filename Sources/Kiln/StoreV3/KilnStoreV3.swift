@@ -48,13 +48,14 @@ public struct KilnStoreV3: Sendable {
         try await runner.run(script, keys: keys, args: args)
     }
 
-    /// Runs `script` once per chunk of up to `chunk` items, all in one pipeline, each call's
-    /// ARGV being `head` then its items' arguments; returns one reply element per item, in
-    /// order. An error reply throws; so does a reply without one element per item.
+    /// Runs `script` once per piece of up to `chunk` items (see `pieces`; an item's first
+    /// argument is its job id), all in one pipeline, each call's ARGV being `head` then its
+    /// items' arguments; returns one reply element per item, in order. An error reply throws;
+    /// so does a reply without one element per item.
     func runBatched(_ script: KilnScriptsV3.Script, keys: [String], head: [String], items: [[String]], chunk: Int = 500) async throws -> [RedisValue] {
         if items.isEmpty { return [] }
-        let calls = stride(from: 0, to: items.count, by: chunk).map { start in
-            ScriptRunner.Call(script: script, keys: keys, args: head + items[start..<Swift.min(items.count, start + chunk)].joined())
+        let calls = Self.pieces(items[...], max: chunk) { $0.first ?? "" }.map { piece in
+            ScriptRunner.Call(script: script, keys: keys, args: head + piece.joined())
         }
         var out: [RedisValue] = []
         out.reserveCapacity(items.count)
@@ -62,6 +63,24 @@ public struct KilnStoreV3: Sendable {
             out += try runner.expectOK(reply, script).array
         }
         guard out.count == items.count else { throw unexpected(script, .array(out)) }
+        return out
+    }
+
+    /// `items` cut into consecutive pieces of at most `max`, a new piece starting wherever an
+    /// id would appear twice in one: the v3 scripts read every record of a call before writing,
+    /// so one call must not hold a job twice; pieces run in order, each seeing the last's writes.
+    static func pieces<T>(_ items: ArraySlice<T>, max: Int, id: (T) -> String) -> [ArraySlice<T>] {
+        var out: [ArraySlice<T>] = []
+        var start = items.startIndex
+        var seen = Set<String>()
+        for i in items.indices {
+            if i - start == max || !seen.insert(id(items[i])).inserted {
+                out.append(items[start..<i])
+                start = i
+                seen = [id(items[i])]
+            }
+        }
+        if start < items.endIndex { out.append(items[start...]) }
         return out
     }
 
