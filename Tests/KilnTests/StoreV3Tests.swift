@@ -101,6 +101,18 @@ import Testing
         #expect(try await s.record(queue: Self.q, id: "nope") == nil)
     }
 
+    @Test func waitForWorkReturnsWhenAJobIsReadyAndTakesNothing() async throws {
+        let s = makeStore()
+        defer { s.connection.close() }
+        let blocking = RedisBlockingConnection(configuration: redis.configuration)
+        defer { blocking.close() }
+        #expect(try await enqueue(s, [job("a", kind: .cpu)], now: nowMs()) == .written)
+        let start = ContinuousClock.now
+        try await s.waitForWork(queue: Self.q, kind: .cpu, on: blocking, seconds: 10)
+        #expect(ContinuousClock.now - start < .seconds(5), "waited although a job was ready")
+        #expect(try await fetch(s, now: nowMs(), kind: .cpu).map(\.id) == ["a"])
+    }
+
     @Test(arguments: [
         (AttemptOutcome.Ending.succeeded, 1, Int64?.none, JobStatus.succeeded),
         (.failed, 3, 5_000, .retrying),

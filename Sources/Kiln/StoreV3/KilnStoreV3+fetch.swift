@@ -2,7 +2,6 @@ import KilnRedis
 
 /// Leasing jobs: `fetch`, and waiting for a ready list to have work.
 extension KilnStoreV3 {
-    static let fetchFieldsPerJob = 8
     /// Most jobs one `fetch` call leases (a larger `max` leases this many).
     public static let fetchChunk = 500
 
@@ -17,29 +16,14 @@ extension KilnStoreV3 {
         if let leaseMargin { args.append(String(KilnDuration.milliseconds(leaseMargin))) }
         let reply = try await run(KilnScriptsV3.fetch, keys: [keys.ready(queue, kind), keys.jobs(queue), keys.leases(queue), keys.expiry(queue)],
                                   args: args)
-        return Self.fetchedJobs(reply, queue: queue)
-    }
-
-    /// Splits `fetch`'s flat reply (8 fields per job: id, token, attempts, type, payload, kind,
-    /// max_attempts, timeout_ms) into jobs of `queue`.
-    static func fetchedJobs(_ reply: RedisValue, queue: String) -> [FetchedJob] {
-        let f = reply.array.map { $0.string ?? "" }
-        var out: [FetchedJob] = []
-        out.reserveCapacity(f.count / fetchFieldsPerJob)
-        var i = 0
-        while i + fetchFieldsPerJob <= f.count {
-            out.append(FetchedJob(id: f[i], token: f[i + 1], attempt: Int(f[i + 2]) ?? 1, type: f[i + 3], payload: f[i + 4],
-                                  kindText: f[i + 5], maxAttempts: Int(f[i + 6]) ?? 1, timeoutMs: Int64(f[i + 7]), queue: queue))
-            i += fetchFieldsPerJob
-        }
-        return out
+        // 8 fields per job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms.
+        return KilnStore.fetchedJobs(reply, queue: queue, fieldsPerJob: 8)
     }
 
     /// Blocks on `connection` until `queue` has a job of `kind` ready (at once if it has one), or
     /// `seconds` pass. Takes nothing: it rotates the list onto itself, which leaves it unchanged.
     public func waitForWork(queue: String, kind: JobKind, on connection: RedisBlockingConnection, seconds: Int) async throws {
-        let key = keys.ready(queue, kind)
-        _ = try await connection.send(["BLMOVE", key, key, "RIGHT", "RIGHT", String(seconds)], blockFor: .seconds(seconds))
+        try await KilnStore.waitForWork(list: keys.ready(queue, kind), on: connection, seconds: seconds)
     }
 }
 
