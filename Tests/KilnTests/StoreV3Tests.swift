@@ -186,5 +186,28 @@ import Testing
         _ = try await s.connection.send(["PUBLISH", s.doneChannel(queue: Self.q), "marker"])
         try await eventually("the marker message") { messages.withLock { $0.last == "marker" } }
         #expect(messages.withLock { $0 } == ["a b c", "marker"])
+        let parsed = s.parseDone(channel: s.doneChannel(queue: Self.q), message: "a b c")
+        #expect(parsed?.queue == Self.q && parsed?.ids == ["a", "b", "c"])
+    }
+
+    @Test func workersHearCancelsOfRunningJobs() async throws {
+        let s = makeStore()
+        defer { s.connection.close() }
+        let heard = Mutex<[String]>([])
+        let sub = RedisBlockingConnection(configuration: redis.configuration)
+        let listener = Task {
+            try await s.listenForCancels(on: sub, onReconnect: {}) { q, id in heard.withLock { $0.append("\(q) \(id)") } }
+        }
+        defer { listener.cancel(); sub.close() }
+        let now = nowMs()
+        _ = try await leased(s, job("r"), now: now)
+        // The subscription has no confirmation hook here: cancel until a message arrives (the
+        // flag is set once; each call publishes again).
+        try await eventually("the cancel message") {
+            let reply = try await s.cancel(queue: Self.q, id: "r", now: now)
+            guard reply == .running else { throw TestFailure("cancel of a running job answered \(reply)") }
+            return heard.withLock { !$0.isEmpty }
+        }
+        #expect(heard.withLock { $0.first } == "\(Self.q) r")
     }
 }

@@ -42,7 +42,13 @@ extension KilnStore {
     /// (messages published meanwhile are lost; the records still say `cancel_requested`).
     public func listenForCancels(on connection: RedisBlockingConnection, onReconnect: @escaping @Sendable () -> Void,
                                  onCancel: @escaping @Sendable (_ queue: String, _ id: String) -> Void) async throws {
-        try await connection.subscribe([keys.cancelChannel], onReconnect: onReconnect) { message in
+        try await Self.listenForCancels(channel: keys.cancelChannel, on: connection, onReconnect: onReconnect, onCancel: onCancel)
+    }
+
+    /// `listenForCancels` on `channel`, for both protocol versions (same channel, same messages).
+    static func listenForCancels(channel: String, on connection: RedisBlockingConnection, onReconnect: @escaping @Sendable () -> Void,
+                                 onCancel: @escaping @Sendable (_ queue: String, _ id: String) -> Void) async throws {
+        try await connection.subscribe([channel], onReconnect: onReconnect) { message in
             // The message is "prefix:{queue}: id" (see the cancel script).
             guard let text = message.array.last?.string,
                   let open = text.firstIndex(of: "{"), let close = text.lastIndex(of: "}"), open < close,

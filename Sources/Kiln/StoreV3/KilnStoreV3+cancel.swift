@@ -21,6 +21,13 @@ extension KilnStoreV3 {
     public func cancel(queue: String, id: String, now: Int64) async throws -> CancelReply {
         try await cancel(queue: queue, ids: [id], now: now)[0]
     }
+
+    /// Listens for cancels of running jobs on `connection` until cancelled; `onCancel` gets the
+    /// queue and id of each (`P:cancel`, messages "P:{queue}: id", as in protocol v2).
+    public func listenForCancels(on connection: RedisBlockingConnection, onReconnect: @escaping @Sendable () -> Void,
+                                 onCancel: @escaping @Sendable (_ queue: String, _ id: String) -> Void) async throws {
+        try await KilnStore.listenForCancels(channel: keys.cancelChannel, on: connection, onReconnect: onReconnect, onCancel: onCancel)
+    }
 }
 
 extension KilnScriptsV3 {

@@ -1,6 +1,6 @@
 import KilnRedis
 
-/// Reading queues: names, counts, and whether jobs exist. Plain commands, no scripts.
+/// Reading queues: names, counts, whether jobs exist, the done channel. Plain commands, no scripts.
 extension KilnStoreV3 {
     /// Names of every queue ever enqueued to, sorted.
     public func queueNames() async throws -> [String] {
@@ -33,4 +33,9 @@ extension KilnStoreV3 {
 
     /// The channel announcing the jobs of `queue` made final (one message per call: their ids).
     public func doneChannel(queue: String) -> String { keys.doneChannel(queue) }
+
+    /// The queue and job ids a message on a done channel names (nil for another channel).
+    public func parseDone(channel: String, message: String) -> (queue: String, ids: [String])? {
+        KilnStore.parseDone(channel: channel, message: message, head: keys.queuePrefix(""))
+    }
 }
