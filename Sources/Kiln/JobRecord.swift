@@ -35,14 +35,7 @@ public struct JobRecord: Sendable, Equatable {
 
     /// Builds a record from `HGETALL` output; `nil` if the hash is empty (no such job).
     public init?(hash: RedisValue, queue: String) {
-        let items = hash.array
-        if items.isEmpty { return nil }
-        var f: [String: String] = [:]
-        var i = 0
-        while i + 1 < items.count {
-            if let k = items[i].string { f[k] = items[i + 1].string ?? "" }
-            i += 2
-        }
+        guard let f = Self.pairs(hash) else { return nil }
         id = f["id"] ?? ""
         type = f["type"] ?? ""
         self.queue = f["queue"] ?? queue
@@ -62,6 +55,47 @@ public struct JobRecord: Sendable, Equatable {
         retryAt = f["retry_at"].flatMap { Int64($0) }
         worker = f["worker"]
         cancelRequested = f["cancel_requested"] == "1"
+    }
+
+    /// Builds a record from the field/value pairs the protocol v3 `get` script returns for one id
+    /// (`docs/protocol-v3.md`, "The record": all text, `status` as its name, absent values `0` or
+    /// empty); `nil` if there are none (no such job). The v3 record holds neither id nor queue.
+    public init?(fields: RedisValue, id: String, queue: String) {
+        guard let f = Self.pairs(fields) else { return nil }
+        func text(_ k: String) -> String? { f[k].flatMap { $0.isEmpty ? nil : $0 } }
+        func time(_ k: String) -> Int64? { f[k].flatMap { Int64($0) }.flatMap { $0 > 0 ? $0 : nil } }
+        self.id = id
+        self.queue = queue
+        type = f["type"] ?? ""
+        kind = JobKind(rawValue: f["kind"] ?? "") ?? .io
+        statusText = f["status"] ?? "queued"
+        status = JobStatus(rawValue: statusText)
+        payload = f["payload"] ?? "null"
+        result = text("result")
+        error = text("error_type").map { ErrorInfo(type: $0, message: f["error_message"] ?? "") }
+        attempts = Int(f["attempts"] ?? "") ?? 0
+        maxAttempts = Int(f["max_attempts"] ?? "") ?? 1
+        timeoutMs = Int64(f["timeout_ms"] ?? "") ?? 0
+        resultTTLms = Int64(f["result_ttl_ms"] ?? "") ?? 0
+        enqueuedAt = time("enqueued_at")
+        startedAt = time("started_at")
+        finishedAt = time("finished_at")
+        retryAt = time("retry_at")
+        worker = text("worker")
+        cancelRequested = (Int(f["flags"] ?? "") ?? 0) % 2 == 1
+    }
+
+    /// A flat array of field, value pairs as a dictionary; nil if it is empty.
+    private static func pairs(_ value: RedisValue) -> [String: String]? {
+        let items = value.array
+        if items.isEmpty { return nil }
+        var f: [String: String] = [:]
+        var i = 0
+        while i + 1 < items.count {
+            if let k = items[i].string { f[k] = items[i + 1].string ?? "" }
+            i += 2
+        }
+        return f
     }
 
     /// Whether the job has finished for good.

@@ -12,18 +12,29 @@ public enum CancelReply: Sendable, Equatable {
     case finished(String)
 }
 
+extension CancelReply {
+    /// The reply for a word of the cancel script (both versions): `cancelled`, `running`,
+    /// `missing` or `finished:STATUS`; nil for anything else.
+    init?(word: String) {
+        switch word {
+        case "cancelled": self = .cancelled
+        case "running": self = .running
+        case "missing": self = .missing
+        case let w where w.hasPrefix("finished:"): self = .finished(String(w.dropFirst(9)))
+        default: return nil
+        }
+    }
+}
+
 /// Cancelling a job, and the channel that tells workers about it.
 extension KilnStore {
     public func cancel(queue: String, id: String, now: Int64) async throws -> CancelReply {
         let reply = try await run(KilnScripts.cancel, keys: [keys.pending(queue, .io), keys.pending(queue, .cpu), keys.scheduled(queue)],
                                   args: [keys.queuePrefix(queue), id, String(now), keys.cancelChannel])
-        switch reply.string ?? "" {
-        case "cancelled": return .cancelled
-        case "running": return .running
-        case "missing": return .missing
-        case let other where other.hasPrefix("finished:"): return .finished(String(other.dropFirst(9)))
-        case let other: throw KilnError(.protocolViolation, "unexpected reply to cancel: \(SafeText.escaped(other))")
+        guard let r = CancelReply(word: reply.string ?? "") else {
+            throw KilnError(.protocolViolation, "unexpected reply to cancel: \(SafeText.escaped(reply.string ?? ""))")
         }
+        return r
     }
 
     /// Listens for cancels of running jobs on `connection` until cancelled; `onCancel` gets the
@@ -31,7 +42,13 @@ extension KilnStore {
     /// (messages published meanwhile are lost; the records still say `cancel_requested`).
     public func listenForCancels(on connection: RedisBlockingConnection, onReconnect: @escaping @Sendable () -> Void,
                                  onCancel: @escaping @Sendable (_ queue: String, _ id: String) -> Void) async throws {
-        try await connection.subscribe([keys.cancelChannel], onReconnect: onReconnect) { message in
+        try await Self.listenForCancels(channel: keys.cancelChannel, on: connection, onReconnect: onReconnect, onCancel: onCancel)
+    }
+
+    /// `listenForCancels` on `channel`, for both protocol versions (same channel, same messages).
+    static func listenForCancels(channel: String, on connection: RedisBlockingConnection, onReconnect: @escaping @Sendable () -> Void,
+                                 onCancel: @escaping @Sendable (_ queue: String, _ id: String) -> Void) async throws {
+        try await connection.subscribe([channel], onReconnect: onReconnect) { message in
             // The message is "prefix:{queue}: id" (see the cancel script).
             guard let text = message.array.last?.string,
                   let open = text.firstIndex(of: "{"), let close = text.lastIndex(of: "}"), open < close,

@@ -53,11 +53,7 @@ extension KilnStore {
         }
         // Register queues first: a registered empty queue is harmless, an unregistered job is not findable.
         let replies = try await runPipelined(scriptCalls, before: [["SADD", keys.queues] + queues])
-        for r in replies {
-            if case .error(let e) = r, RedisError.reply(e, command: "", address: "").isTransient {
-                throw RedisError.reply(e, command: "enqueue", address: address)
-            }
-        }
+        try runner.throwIfTransient(replies, command: "enqueue")
         return zip(calls, replies.dropFirst()).map { call, reply in
             if case .error(let e) = reply { return .refused(e) }
             let r = reply.array.map { $0.int ?? -1 }

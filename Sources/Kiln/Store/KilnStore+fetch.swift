@@ -34,15 +34,17 @@ extension KilnStore {
     }
 
     /// Splits `fetch`'s flat reply (9 fields per job) into jobs. `package` for the fuzz target.
-    package static func fetchedJobs(_ reply: RedisValue, queue: String) -> [FetchedJob] {
+    /// `fieldsPerJob` 8: protocol v3's reply, the same fields without the queue (which this
+    /// takes from `queue` either way).
+    package static func fetchedJobs(_ reply: RedisValue, queue: String, fieldsPerJob: Int = fetchFieldsPerJob) -> [FetchedJob] {
         let f = reply.array.map { $0.string ?? "" }
         var out: [FetchedJob] = []
-        out.reserveCapacity(f.count / fetchFieldsPerJob)
+        out.reserveCapacity(f.count / fieldsPerJob)
         var i = 0
-        while i + fetchFieldsPerJob <= f.count {
+        while i + fieldsPerJob <= f.count {
             out.append(FetchedJob(id: f[i], token: f[i + 1], attempt: Int(f[i + 2]) ?? 1, type: f[i + 3], payload: f[i + 4],
                                   kindText: f[i + 5], maxAttempts: Int(f[i + 6]) ?? 1, timeoutMs: Int64(f[i + 7]), queue: queue))
-            i += fetchFieldsPerJob
+            i += fieldsPerJob
         }
         return out
     }
@@ -51,7 +53,11 @@ extension KilnStore {
     /// or `seconds` pass. Takes nothing: it rotates the list onto itself (`BLMOVE pending pending
     /// RIGHT RIGHT`), which leaves it unchanged.
     public func waitForWork(queue: String, kind: JobKind, on connection: RedisBlockingConnection, seconds: Int) async throws {
-        let key = keys.pending(queue, kind)
+        try await Self.waitForWork(list: keys.pending(queue, kind), on: connection, seconds: seconds)
+    }
+
+    /// Blocks until `list` is not empty or `seconds` pass, leaving it unchanged (`BLMOVE` onto itself).
+    static func waitForWork(list key: String, on connection: RedisBlockingConnection, seconds: Int) async throws {
         _ = try await connection.send(["BLMOVE", key, key, "RIGHT", "RIGHT", String(seconds)], blockFor: .seconds(seconds))
     }
 }

@@ -10,6 +10,9 @@ public struct ReapReport: Sendable, Equatable {
     public var nextDueMs: Int64?
     /// Dead-lettered jobs deleted by the caps.
     public var deadTrimmed: Int
+    /// Finished jobs whose results expired and were deleted (protocol v3's expiry index; always 0
+    /// in protocol v2, where each record expires with its own TTL).
+    public var expired: Int = 0
 }
 
 /// Housekeeping: `reap` (expired leases, due retries, dead-letter caps) and `sweep` (jobs marked

@@ -1,0 +1,71 @@
+import KilnRedis
+
+/// Cancelling jobs: `cancel`, many ids per call.
+extension KilnStoreV3 {
+    /// Cancels jobs of `queue`: a queued or retrying one ends `cancelled` at once (announced on
+    /// the queue's done channel); a running one gets the cancel flag and is published on
+    /// `P:cancel` for its worker. Up to 500 ids per atomic call, all calls in one pipeline (an id
+    /// named twice goes in two calls, in order).
+    public func cancel(queue: String, ids: [String], now: Int64) async throws -> [CancelReply] {
+        let replies = try await runBatched(
+            KilnScriptsV3.cancel,
+            keys: [keys.jobs(queue), keys.later(queue), keys.ready(queue, .io), keys.ready(queue, .cpu), keys.expiry(queue)],
+            head: [keys.queuePrefix(queue), String(now), keys.cancelChannel], items: ids.map { [$0] })
+        return try replies.map { r in
+            guard let reply = r.string.flatMap(CancelReply.init(word:)) else { throw unexpected(KilnScriptsV3.cancel, r) }
+            return reply
+        }
+    }
+
+    /// `cancel` of one job (`KilnStore.cancel`'s shape).
+    public func cancel(queue: String, id: String, now: Int64) async throws -> CancelReply {
+        try await cancel(queue: queue, ids: [id], now: now)[0]
+    }
+
+    /// Listens for cancels of running jobs on `connection` until cancelled; `onCancel` gets the
+    /// queue and id of each (`P:cancel`, messages "P:{queue}: id", as in protocol v2).
+    public func listenForCancels(on connection: RedisBlockingConnection, onReconnect: @escaping @Sendable () -> Void,
+                                 onCancel: @escaping @Sendable (_ queue: String, _ id: String) -> Void) async throws {
+        try await KilnStore.listenForCancels(channel: keys.cancelChannel, on: connection, onReconnect: onReconnect, onCancel: onCancel)
+    }
+}
+
+extension KilnScriptsV3 {
+    /// KEYS: Q:jobs, Q:later, Q:ready:io, Q:ready:cpu, Q:expiry. ARGV: Q, now, cancel channel,
+    /// then ids. Per id: `cancelled` (was queued or retrying: finalized and taken off its list),
+    /// `running` (flag set, `PUBLISH P:cancel "Q id"`), `missing`, or `finished:STATUS`.
+    public static let cancel = Script(name: "cancel", body: """
+    -- cancel
+    -- KEYS: Q:jobs, Q:later, Q:ready:io, Q:ready:cpu, Q:expiry
+    -- ARGV: Q, now, cancel channel, then ids
+    local q, now, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+    local ids = {}
+    for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+    local raws = redis.call('HMGET', KEYS[1], unpack(ids))
+    local answers = {}
+    for j, id in ipairs(ids) do
+      local r = load(raws[j])
+      if r == nil then
+        answers[j] = 'missing'
+      elseif r == false then
+        answers[j] = 'finished:failed'
+      elseif r[F_STATUS] == QUEUED or r[F_STATUS] == RETRYING then
+        redis.call('LREM', KEYS[3], 1, id)
+        redis.call('LREM', KEYS[4], 1, id)
+        redis.call('ZREM', KEYS[2], id)
+        finalize(id, r, CANCELLED, now, 'cancelled', 'cancelled before it ran'); put(id, r)
+        answers[j] = 'cancelled'
+      elseif r[F_STATUS] == RUNNING then
+        if not has_flag(r, CANCEL_FLAG) then
+          r[F_FLAGS] = (int_in(r[F_FLAGS], 0, MAX_COUNT) and r[F_FLAGS] or 0) + CANCEL_FLAG; put(id, r)
+        end
+        redis.call('PUBLISH', channel, q .. ' ' .. id)
+        answers[j] = 'running'
+      else
+        answers[j] = 'finished:' .. NAMES[r[F_STATUS]]
+      end
+    end
+    commit(KEYS[1], KEYS[5], q)
+    return answers
+    """)
+}

@@ -1,0 +1,72 @@
+import KilnRedis
+
+/// Reading job records: the `get` script (records are MessagePack inside Redis; `get` hands them
+/// out as text, so no client needs MessagePack).
+extension KilnStoreV3 {
+    /// The record of `id` in `queue`, or nil if there is none.
+    public func record(queue: String, id: String) async throws -> JobRecord? {
+        try await records(queue: queue, ids: [id])[0]
+    }
+
+    /// The records of `ids` in `queue`, in order (nil where there is none): 500 ids per `get`
+    /// call, all calls in one pipeline.
+    public func records(queue: String, ids: [String]) async throws -> [JobRecord?] {
+        let replies = try await runBatched(KilnScriptsV3.get, keys: [keys.jobs(queue)], head: [keys.queuePrefix(queue)], items: ids.map { [$0] })
+        return zip(ids, replies).map { id, fields in JobRecord(fields: fields, id: id, queue: queue) }
+    }
+
+    /// The first of `queues` (in order) that holds a record of `id`, with the record.
+    public func find(id: String, in queues: [String]) async throws -> (queue: String, record: JobRecord)? {
+        let calls = queues.map { q in ScriptRunner.Call(script: KilnScriptsV3.get, keys: [keys.jobs(q)], args: [keys.queuePrefix(q), id]) }
+        // An error reply (LOADING after a restart) is not "no such job": it throws.
+        let replies = try await runner.runPipelined(calls)
+        for (q, reply) in zip(queues, replies) {
+            if let rec = JobRecord(fields: try runner.expectOK(reply, KilnScriptsV3.get).array.first ?? .null, id: id, queue: q) {
+                return (q, rec)
+            }
+        }
+        return nil
+    }
+
+    /// The status word of each of `ids` in `queue` (nil where there is no record).
+    public func statuses(queue: String, ids: [String]) async throws -> [String?] {
+        try await records(queue: queue, ids: ids).map { $0?.statusText }
+    }
+
+    /// The dead-lettered jobs of `queue`, oldest first, at most `limit` (expired records skipped).
+    public func deadJobs(queue: String, limit: Int) async throws -> [JobRecord] {
+        let ids = try await connection.send(["ZRANGE", keys.dead(queue), "0", String(max(0, limit - 1))]).array.compactMap(\.string)
+        return try await records(queue: queue, ids: ids).compactMap { $0 }
+    }
+}
+
+extension KilnScriptsV3 {
+    /// KEYS: Q:jobs. ARGV: Q, then ids. Read-only: for each id a flat array of field, value
+    /// pairs named as in the record table of `docs/protocol-v3.md`, all text (`status` as its
+    /// name); an empty array for no such job.
+    public static let get = Script(name: "get", body: """
+    -- get
+    -- KEYS: Q:jobs
+    -- ARGV: Q, then ids
+    local ids = {}
+    for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+    if #ids == 0 then return {} end
+    local raws = redis.call('HMGET', KEYS[1], unpack(ids))
+    local out = {}
+    for j = 1, #ids do
+      local r = load(raws[j])
+      local flat = {}
+      if r then
+        for k, name in ipairs(FIELDS) do
+          local v = r[k]
+          if k == F_STATUS then v = NAMES[v] end
+          flat[#flat + 1] = name; flat[#flat + 1] = tostring(v)
+        end
+      elseif r == false then
+        flat = {'status', 'failed', 'error_type', 'malformed_envelope', 'error_message', 'record is not a version 3 record'}
+      end
+      out[j] = flat
+    end
+    return out
+    """)
+}
