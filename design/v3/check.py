@@ -147,6 +147,24 @@ def scenarios(r, k):
     expect(k.extend(now + 30000, 30000, ('b', 2), ('a', 1)) == ['a', 'lost'], 'extend renews b, a is lost')
     expect(k.cancel(now + 1030, 'b', 'a', 'zzz') == ['running', 'finished:succeeded', 'missing'], 'cancel answers')
     expect(k.extend(now + 30000, 30000, ('b', 2)) == ['b', 'cancel'], 'extend tells the worker to stop b')
+    r('ZREM', k.Q + 'leases', 'b')
+    k.extend(now + 30000, 30000, ('b', 2))
+    expect(r('ZSCORE', k.Q + 'leases', 'b') is not None, 'extend restores a missing lease entry')
+    r('ZREM', k.Q + 'leases', 'b')
+    cursor, found = '0', 0
+    while True:
+        nxt, f = k.call('sweep', k.k('jobs', 'leases'), now + 40000, cursor, 100)
+        found += f; cursor = nxt
+        if cursor == '0': break
+    expect(found == 1 and r('ZSCORE', k.Q + 'leases', 'b') is not None, 'sweep (HSCAN inside the script) finds b without a lease')
+    for bad, what in [(lambda: k.fetch('x', 10), 'fetch with a bad now'), (lambda: k.fetch(now, 100000), 'fetch with count 100000'),
+                      (lambda: k.finish(now, [['b', 2, 'failed'], ['b', 2, 'failed']]), 'finish naming b twice'),
+                      (lambda: k.cancel('x', 'b'), 'cancel with a bad now')]:
+        before = r('LLEN', k.Q + 'ready:io'), r('HGET', k.Q + 'jobs', 'b')
+        try:
+            bad(); expect(False, what + ' refused')
+        except RuntimeError as err:
+            expect('ERR kiln' in str(err) and (r('LLEN', k.Q + 'ready:io'), r('HGET', k.Q + 'jobs', 'b')) == before, what + ' refused, nothing written: ' + str(err))
     expect(k.finish(now + 1040, [['b', 2, 'failed', '', 'error', 'x', 10]]) == ['cancelled'], 'cancelled wins over retry')
     # Lease reclaim and exhaustion.
     k.enqueue(now, [{'id': 'l1', 'max_attempts': 2}, {'id': 'l2', 'max_attempts': 1}, {'id': 'c1', 'kind': 'cpu'}])
@@ -170,6 +188,17 @@ def scenarios(r, k):
     expect(k.finish(now + 3, [['d', g[0][1], 'failed', '', 'error', 'e2', 0]]) == ['dead'], 'dead after max attempts')
     expect(r('ZSCORE', k.Q + 'dead', 'd') is not None, 'in dead set')
     expect(k.retry_dead(now + 4, 'd') == 'queued' and r('ZSCORE', k.Q + 'dead', 'd') is None, 'retry_dead requeues')
+    # A dead job trimmed by the count cap, its id reused by a new job: the old expiry member must not delete it.
+    k.enqueue(now, [{'id': 'z', 'max_attempts': 2, 'ttl': 1000}])
+    for attempt in (1, 2):
+        g = [x for x in k.fetch(now, 50) if x[0] == 'z']
+        k.finish(now, [['z', g[0][1], 'failed', '', 'error', 'e', 0]]); k.reap(now + 1, reclaim=0)
+    expect(k.get('z')[0].get('status') == 'dead', 'z dead')
+    k.call('reap', k.k('jobs', 'leases', 'later', 'ready:io', 'ready:cpu', 'dead', 'expiry', 'revived'), now + 2, 500, 0, 0, 604800000)
+    expect(k.get('z')[0] == {}, 'z trimmed from the dead set (cap 0), record deleted')
+    expect(k.enqueue(now + 3, [{'id': 'z'}]) == [0, 0, 0], 'id z reused by a new job')
+    k.reap(now + 5000, reclaim=0)
+    expect(k.get('z')[0].get('status') == 'queued', 'the new z survives the old expiry member')
     # Malformed record.
     r('HSET', k.Q + 'jobs', 'm', 'garbage'); r('RPUSH', k.Q + 'ready:io', 'm')
     k.fetch(now, 50)

@@ -1,7 +1,10 @@
 -- extend
 -- KEYS: Q:jobs, Q:leases
 -- ARGV: Q, deadline, lease_ms, then pairs id, token
-local deadline = math.max(tonumber(ARGV[2]), redis_now() + tonumber(ARGV[3]))
+local d, lease = arg_int(ARGV[2], 0, MAX_COUNT), arg_int(ARGV[3], 1, MAX_MS)
+if not d then return refuse('extend', 'deadline must be a time in ms') end
+if not lease then return refuse('extend', 'lease_ms must be 1-' .. MAX_MS) end
+local deadline = math.max(d, redis_now() + lease)
 local ids, tokens = {}, {}
 for i = 4, #ARGV, 2 do ids[#ids + 1] = ARGV[i]; tokens[#ids] = tonumber(ARGV[i + 1]) end
 if #ids == 0 then return {} end
@@ -16,5 +19,6 @@ for i, id in ipairs(ids) do
     stop[#stop + 1] = id; stop[#stop + 1] = 'lost'
   end
 end
-if #renew > 0 then redis.call('ZADD', KEYS[2], 'XX', unpack(renew)) end
+-- Without XX: a running job whose lease entry went missing gets it back.
+if #renew > 0 then redis.call('ZADD', KEYS[2], unpack(renew)) end
 return stop

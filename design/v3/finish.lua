@@ -1,10 +1,21 @@
 -- finish
 -- KEYS: Q:jobs, Q:leases, Q:later, Q:dead, Q:expiry
 -- ARGV: Q, now, then 7 per attempt: id, token, outcome, result_json, error_type, error_message, retry_delay_ms
-local q, now = ARGV[1], tonumber(ARGV[2])
+local q, now = ARGV[1], arg_int(ARGV[2], 0, MAX_COUNT)
+if not now then return refuse('finish', 'now must be a time in ms') end
 local n = (#ARGV - 2) / 7
+if n < 1 or n ~= math.floor(n) then return refuse('finish', 'expected 7 arguments per attempt after Q and now') end
 local ids = {}
-for j = 1, n do ids[j] = ARGV[2 + (j - 1) * 7 + 1] end
+local outcomes = {succeeded = true, failed = true, timed_out = true, cancelled = true}
+for j = 1, n do
+  local b = 2 + (j - 1) * 7
+  ids[j] = ARGV[b + 1]
+  if not arg_int(ARGV[b + 2], 0, MAX_COUNT) then return refuse('finish', 'attempt ' .. j .. ': token must be a whole number') end
+  if not outcomes[ARGV[b + 3]] then return refuse('finish', 'attempt ' .. j .. ': outcome must be succeeded, failed, timed_out or cancelled') end
+  if not arg_int(ARGV[b + 7], -1, MAX_MS) then return refuse('finish', 'attempt ' .. j .. ': retry_delay_ms must be -1-' .. MAX_MS) end
+end
+local twice = repeated(ids)
+if twice then return refuse('finish', 'job ' .. twice .. ' is named twice') end
 local raws = redis.call('HMGET', KEYS[1], unpack(ids))
 local statuses, unleased, later, dead = {}, {}, {}, {}
 for j = 1, n do
@@ -20,8 +31,14 @@ for j = 1, n do
   elseif not r or r[F_TOKEN] ~= token then
     statuses[j] = 'stale'
   elseif r[F_STATUS] ~= RUNNING then
-    -- This call's own write, seen again by a retry after a dropped connection, is not stale.
-    if (r[F_STATUS] >= SUCCEEDED and r[F_FINISHED] == now) or (r[F_STATUS] == RETRYING and r[F_RETRY_AT] == now + delay) then
+    -- This call's own write, seen again by a retry after a dropped connection, is not stale:
+    -- same token, same time, and a status and error this outcome leads to.
+    local st = r[F_STATUS]
+    local same_error = r[F_ERROR_TYPE] == error_type or st == CANCELLED
+    local own_final = st >= SUCCEEDED and r[F_FINISHED] == now
+      and ((outcome == 'succeeded') == (st == SUCCEEDED)) and (st == SUCCEEDED or same_error)
+    local own_retry = st == RETRYING and r[F_RETRY_AT] == now + delay and r[F_ERROR_TYPE] == error_type
+    if own_final or own_retry then
       statuses[j] = NAMES[r[F_STATUS]]
     else
       statuses[j] = 'stale'

@@ -71,6 +71,18 @@ public enum KilnScriptsV3 {
       return nil
     end
 
+    -- Refuses a call before its first write: a bad argument, or an id named twice (every script reads
+    -- all records before writing, so a repeated id would be written from a stale read).
+    local function refuse(script, what) return redis.error_reply('ERR kiln ' .. script .. ': ' .. what) end
+    local function repeated(ids)
+      local seen = {}
+      for _, id in ipairs(ids) do
+        if seen[id] then return id end
+        seen[id] = true
+      end
+      return nil
+    end
+
     local function has_flag(r, flag)
       return int_in(r[F_FLAGS], 0, MAX_COUNT) and math.floor(r[F_FLAGS] / flag) % 2 == 1
     end

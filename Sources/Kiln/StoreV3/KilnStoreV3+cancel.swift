@@ -38,9 +38,13 @@ extension KilnScriptsV3 {
     -- cancel
     -- KEYS: Q:jobs, Q:later, Q:ready:io, Q:ready:cpu, Q:expiry
     -- ARGV: Q, now, cancel channel, then ids
-    local q, now, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+    local q, now, channel = ARGV[1], arg_int(ARGV[2], 0, MAX_COUNT), ARGV[3]
+    if not now then return refuse('cancel', 'now must be a time in ms') end
     local ids = {}
     for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+    if #ids == 0 then return refuse('cancel', 'expected at least one id') end
+    local twice = repeated(ids)
+    if twice then return refuse('cancel', 'job ' .. twice .. ' is named twice') end
     local raws = redis.call('HMGET', KEYS[1], unpack(ids))
     local answers = {}
     for j, id in ipairs(ids) do

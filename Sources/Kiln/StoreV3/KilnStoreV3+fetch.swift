@@ -37,8 +37,13 @@ extension KilnScriptsV3 {
     -- fetch
     -- KEYS: Q:ready:KIND, Q:jobs, Q:leases, Q:expiry
     -- ARGV: Q, now, count, worker, lease_ms, lease_margin_ms
-    local q, now, count, worker = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-    local lease_ms, margin = tonumber(ARGV[5]), tonumber(ARGV[6] or '')
+    local q, worker = ARGV[1], ARGV[4]
+    local now, count, lease_ms = arg_int(ARGV[2], 0, MAX_COUNT), arg_int(ARGV[3], 1, 1000), arg_int(ARGV[5], 1, MAX_MS)
+    local margin = nil
+    if ARGV[6] and ARGV[6] ~= '' then margin = arg_int(ARGV[6], 0, MAX_MS); if not margin then return refuse('fetch', 'lease_margin_ms must be 0-' .. MAX_MS) end end
+    if not now then return refuse('fetch', 'now must be a time in ms') end
+    if not count then return refuse('fetch', 'count must be 1-1000') end
+    if not lease_ms then return refuse('fetch', 'lease_ms must be 1-' .. MAX_MS) end
     local ids = redis.call('LPOP', KEYS[1], count)
     if not ids then return {} end
     -- A request that waited in a cut-off worker's connection must not lease into Redis's past.

@@ -33,7 +33,9 @@ extension KilnScriptsV3 {
     -- reap
     -- KEYS: Q:jobs, Q:leases, Q:later, Q:ready:io, Q:ready:cpu, Q:dead, Q:expiry, Q:revived
     -- ARGV: Q, now, limit, reclaim, dead_max, dead_max_age_ms
-    local q, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+    local q, now, limit = ARGV[1], arg_int(ARGV[2], 0, MAX_COUNT), arg_int(ARGV[3], 1, 500)
+    if not now then return refuse('reap', 'now must be a time in ms') end
+    if not limit then return refuse('reap', 'limit must be 1-500') end
     local reclaim = ARGV[4] ~= '0'
     local dead_max = tonumber(ARGV[5] or '') or 10000
     local dead_max_age = tonumber(ARGV[6] or '') or 604800000
@@ -157,6 +159,9 @@ extension KilnScriptsV3 {
       if #ids == 0 then return end
       redis.call('ZREM', KEYS[6], unpack(ids))
       redis.call('HDEL', jobs, unpack(ids))
+      -- Their expiry members remain: a new job reusing one of these ids must not be deleted by
+      -- them, so reap reads these ids before deleting (and forgets them once their record is gone).
+      redis.call('SADD', KEYS[8], unpack(ids))
       trimmed = trimmed + #ids
     end
     drop(redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now - dead_max_age, 'LIMIT', 0, limit))

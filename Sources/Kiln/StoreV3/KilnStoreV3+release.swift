@@ -32,9 +32,16 @@ extension KilnScriptsV3 {
     -- release
     -- KEYS: Q:jobs, Q:leases, Q:ready:io, Q:ready:cpu, Q:expiry
     -- ARGV: Q, now, then 3 per job: id, token, kind
-    local q, now = ARGV[1], tonumber(ARGV[2])
+    local q, now = ARGV[1], arg_int(ARGV[2], 0, MAX_COUNT)
+    if not now then return refuse('release', 'now must be a time in ms') end
+    if (#ARGV - 2) % 3 ~= 0 or #ARGV < 5 then return refuse('release', 'expected 3 arguments per job after Q and now') end
     local ids = {}
-    for i = 3, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
+    for i = 3, #ARGV, 3 do
+      ids[#ids + 1] = ARGV[i]
+      if not arg_int(ARGV[i + 1], 0, MAX_COUNT) then return refuse('release', 'job ' .. ARGV[i] .. ': token must be a whole number') end
+    end
+    local twice = repeated(ids)
+    if twice then return refuse('release', 'job ' .. twice .. ' is named twice') end
     local raws = redis.call('HMGET', KEYS[1], unpack(ids))
     local statuses, unleased, io_ids, cpu_ids = {}, {}, {}, {}
     for j, id in ipairs(ids) do
