@@ -14,7 +14,7 @@ struct KilnCommand: AsyncParsableCommand {
         5 no such job.
         """,
         subcommands: [EnqueueCommand.self, ResultCommand.self, StatusCommand.self, CancelCommand.self,
-                      WorkerCommand.self, QueuesCommand.self, DeadCommand.self, RetryCommand.self, DemoCommand.self])
+                      WorkerCommand.self, QueuesCommand.self, DeadCommand.self, RetryCommand.self, DemoCommand.self, ScriptCommand.self])
 }
 
 /// Runs the command line with Kiln's exit codes and one-line errors.
