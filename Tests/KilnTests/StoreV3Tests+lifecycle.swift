@@ -210,8 +210,7 @@ extension StoreV3Tests {
     }
 }
 
-/// `KilnStoreV3`: batching details (one `now` per finish call, jobs named twice in one batch) and
-/// the Lua text against the drafts in `design/v3`.
+/// `KilnStoreV3`: batching details (one `now` per finish call, jobs named twice in one batch).
 extension StoreV3Tests {
     @Test func aFinishGroupIsWrittenWithItsLatestEndAndRecognisedAgain() async throws {
         let s = makeStore()
@@ -243,15 +242,5 @@ extension StoreV3Tests {
         #expect(try await s.release(queue: Self.q, jobs: [("b", tb, .io), ("b", tb, .io)], now: now) == [.released, .stale])
         #expect(try await redisInt(s, "LLEN", s.keys.ready(Self.q, .io)) == 1)
         #expect(try await s.cancel(queue: Self.q, ids: ["b", "b"], now: now) == [.cancelled, .finished("cancelled")])
-    }
-
-    @Test func theLuaTextIsTheDraftsOfDesignV3() throws {
-        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("design/v3")
-        let prelude = try String(contentsOf: dir.appendingPathComponent("prelude.lua"), encoding: .utf8)
-        for script in KilnScriptsV3.all {
-            let body = try String(contentsOf: dir.appendingPathComponent(script.name + ".lua"), encoding: .utf8)
-            #expect(script.source + "\n" == prelude + body, "\(script.name) differs from design/v3/\(script.name).lua")
-        }
     }
 }

@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 /// `KilnStoreV3` (protocol v3, `docs/protocol-v3.md`) against a real redis-server: every scenario
-/// of `design/v3/check.py`, through the typed methods. Each test has a prefix of its own.
+/// of `design/v3/check.py` (which runs the same Lua from Python), through the typed methods. Each test has a prefix of its own.
 @Suite struct StoreV3Tests {
     let redis = TestRedis.shared
     static let q = "default"

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Checks the draft protocol v3 scripts against a real redis-server and measures their cost.
+"""Checks the protocol v3 scripts (the Lua in Sources/Kiln/StoreV3) against a real redis-server
+and measures their cost.
 
 Usage: python3 design/v3/check.py   (starts its own redis-server on a free loopback port)
 """
-import os, socket, subprocess, sys, tempfile, time
+import glob, os, re, socket, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NAMES = ['enqueue', 'fetch', 'finish', 'extend', 'release', 'cancel', 'reap', 'sweep', 'retry_dead', 'get']
@@ -52,11 +53,31 @@ def free_port():
     s = socket.socket(); s.bind(('127.0.0.1', 0)); p = s.getsockname()[1]; s.close(); return p
 
 
+SWIFT = os.path.join(HERE, '..', '..', 'Sources', 'Kiln', 'StoreV3')
+
+
+def lua_of(literal):
+    """The text of a Swift multi-line string literal (indented 4 spaces, backslashes doubled)."""
+    return '\n'.join(l[4:] for l in literal.split('\n')).replace('\\\\', '\\') + '\n'
+
+
+def scripts():
+    """Every v3 script's full text, read from the Swift sources (the only copy of the Lua)."""
+    prelude = re.search(r'static let prelude = """\n(.*?)\n    """', open(os.path.join(SWIFT, 'KilnScriptsV3.swift')).read(), re.S)
+    out = {}
+    for path in glob.glob(os.path.join(SWIFT, 'KilnStoreV3+*.swift')):
+        for name, body in re.findall(r'Script\(name: "(\w+)", body: """\n(.*?)\n    """\)', open(path).read(), re.S):
+            out[name] = lua_of(prelude.group(1)).rstrip('\n') + '\n' + lua_of(body)
+    missing = set(NAMES) - set(out)
+    if missing:
+        raise SystemExit('check.py: no Swift script named %s in %s' % (sorted(missing), SWIFT))
+    return out
+
+
 class Kiln:
     def __init__(self, r, prefix='kiln', queue='default'):
         self.r, self.Q = r, '%s:{%s}:' % (prefix, queue)
-        prelude = open(os.path.join(HERE, 'prelude.lua')).read()
-        self.sha = {n: r('SCRIPT', 'LOAD', prelude + open(os.path.join(HERE, n + '.lua')).read()) for n in NAMES}
+        self.sha = {n: r('SCRIPT', 'LOAD', text) for n, text in scripts().items()}
 
     def k(self, *names):
         return [self.Q + n for n in names]
