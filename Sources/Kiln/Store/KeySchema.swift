@@ -1,19 +1,22 @@
-/// Every Redis key and channel name Kiln uses, built in one place (used only by `KilnStore`).
-///
-/// Keys of one queue share the hash tag `{queue}` so a script touching them stays in one slot:
+/// Every Redis key and channel name of protocol v3 (`docs/protocol.md`, "Keys"), built in one
+/// place (used only by `KilnStore`). No key per job: a queue is a handful of keys, all with the
+/// hash tag `{queue}` so that every script touches one slot.
 ///
 /// | key | type | holds |
 /// |---|---|---|
-/// | `P:version` | string | the protocol version of the data under the prefix |
+/// | `P:version` | string | `3` |
 /// | `P:queues` | set | names of all queues ever enqueued to |
-/// | `P:cancel` | channel | ids of running jobs someone cancelled |
-/// | `P:{q}:pending:io`, `P:{q}:pending:cpu` | list | ids ready to run (LPUSH in, RPOP out) |
-/// | `P:{q}:running` | zset | id → lease deadline (ms) |
-/// | `P:{q}:scheduled` | zset | id → time a retry becomes due (ms) |
-/// | `P:{q}:dead` | zset | id → time it was dead-lettered (ms) |
-/// | `P:{q}:job:ID` | hash | the job's record (see `docs/protocol.md`) |
-/// | `P:{q}:done:ID` | list | one element once the job is final; waiters block on it |
-/// | `P:{q}:done` | channel | the id of each job of the queue that becomes final |
+/// | `P:cancel` | channel | `Q id` of each running job someone cancelled |
+/// | `Q:jobs` | hash | id → the job's MessagePack record |
+/// | `Q:ready:io`, `Q:ready:cpu` | list | ids ready to run (RPUSH in, LPOP out) |
+/// | `Q:leases` | zset | id → lease deadline (ms): exactly the running jobs |
+/// | `Q:later` | zset | id → time a retry becomes due (ms) |
+/// | `Q:dead` | zset | id → time it was dead-lettered (ms) |
+/// | `Q:expiry` | zset | member "id id …" → second (in ms) their results expire |
+/// | `Q:revived` | set | ids `retry_dead` put back after they were final |
+/// | `Q:done` | channel | ids made final by one call, separated by spaces |
+///
+/// `Q` is `queuePrefix(q)`, `P:{q}:`. 
 public struct KeySchema: Sendable, Hashable {
     public let prefix: String
 
@@ -44,15 +47,16 @@ public struct KeySchema: Sendable, Hashable {
     public var queues: String { "\(prefix):queues" }
     public var cancelChannel: String { "\(prefix):cancel" }
 
-    /// The common start of every key of `queue`; scripts append `job:ID` and `done:ID` to it.
+    /// `Q`, the common start of every key of `queue` (trailing colon included); scripts take it as `ARGV[1]`.
     public func queuePrefix(_ queue: String) -> String { "\(prefix):{\(queue)}:" }
 
-    public func pending(_ queue: String, _ kind: JobKind) -> String { queuePrefix(queue) + "pending:" + kind.rawValue }
-    public func running(_ queue: String) -> String { queuePrefix(queue) + "running" }
-    public func scheduled(_ queue: String) -> String { queuePrefix(queue) + "scheduled" }
+    public func jobs(_ queue: String) -> String { queuePrefix(queue) + "jobs" }
+    public func ready(_ queue: String, _ kind: JobKind) -> String { queuePrefix(queue) + "ready:" + kind.rawValue }
+    public func leases(_ queue: String) -> String { queuePrefix(queue) + "leases" }
+    public func later(_ queue: String) -> String { queuePrefix(queue) + "later" }
     public func dead(_ queue: String) -> String { queuePrefix(queue) + "dead" }
-    public func job(_ queue: String, _ id: String) -> String { queuePrefix(queue) + "job:" + id }
-    public func done(_ queue: String, _ id: String) -> String { queuePrefix(queue) + "done:" + id }
-    /// The channel on which every job of `queue` that becomes final is announced (its id).
+    public func expiry(_ queue: String) -> String { queuePrefix(queue) + "expiry" }
+    public func revived(_ queue: String) -> String { queuePrefix(queue) + "revived" }
+    /// The channel on which each call that made jobs of `queue` final announces their ids.
     public func doneChannel(_ queue: String) -> String { queuePrefix(queue) + "done" }
 }

@@ -1,136 +1,141 @@
-/// The Lua scripts behind every multi-key state change. Each runs atomically in Redis, so a job is
-/// never half-written and never in two states. `version` goes into the script text (and so its
-/// SHA): a worker and a producer of different versions never run each other's scripts by accident.
+/// The Lua scripts of protocol v3 (`docs/protocol.md`, "Scripts"). Each runs atomically in
+/// Redis and touches the keys of one queue (one hash slot) only. This file holds the shared
+/// prelude (record layout, `load`/`put`/`finalize`/`commit`, range checks); each script's text
+/// sits beside the `KilnStore` method that runs it (`KilnStore+fetch.swift` and so on).
 ///
-/// This file holds the shared prelude; each script's text sits beside the `KilnStore` method that
-/// runs it (`KilnStore+fetch.swift` and so on). Only the store runs them.
-///
-/// Conventions: `P` (ARGV[1] of most scripts) is the queue's key prefix `prefix:{queue}:`; the job
-/// hash is `P..'job:'..id` and its done list `P..'done:'..id`. Times are Unix milliseconds.
+/// Conventions: `Q` (`ARGV[1]` of every script) is the queue's key prefix `prefix:{queue}:`;
+/// times are Unix milliseconds. A record is a MessagePack array, `format` = 3 at position 1.
 public enum KilnScripts {
-    public static let version = 2
+    public static let version = 3
 
-    /// Shared helpers prepended to every script: the version line, the checks of
-    /// `KilnScripts+validation.swift`, then these.
-    static let prelude = "-- kiln scripts v\(version)\n" + validation + """
-    -- Redis's own clock in ms. A lease runs from the later of the worker's `now` and this: a
-    -- request that waited in a worker's connection while the link was down (it can arrive seconds
-    -- late) must not lease a job until a moment already past, or another worker's reaper takes it
-    -- back at once while it runs here (a second run while the first is alive).
-    local function redis_ms()
-      local t = redis.call('TIME')
-      return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    end
-    -- Marks a job final: one HSET, its TTL, and its done list (RPUSH + TTL) for waiters.
-    -- `ttl` is the job's result_ttl_ms if the caller already read it (saves an HGET).
-    local function finalize(P, id, status, now, etype, emsg, ttl, result)
-      local jk = P .. 'job:' .. id
-      if etype then
-        redis.call('HSET', jk, 'status', status, 'finished_at', now, 'error_type', etype, 'error_message', emsg)
-      elseif result then
-        redis.call('HSET', jk, 'status', status, 'finished_at', now, 'result', result)
-      else
-        redis.call('HSET', jk, 'status', status, 'finished_at', now)
-      end
-      -- TTLs stay strings: turning a Lua number back into text costs more than the command.
-      -- Callers validate result_ttl_ms before they write; anything else left here (missing, or
-      -- a record changed behind their back) gets the default, so PEXPIRE can never fail.
-      if type(ttl) ~= 'string' then ttl = ttl and tostring(ttl) or redis.call('HGET', jk, 'result_ttl_ms') end
-      if not valid_ttl[ttl] and not whole(ttl, 1, MAX_MS) then ttl = '86400000' end
-      redis.call('PEXPIRE', jk, ttl)
-      local dk = P .. 'done:' .. id
-      redis.call('RPUSH', dk, status)
-      redis.call('PEXPIRE', dk, ttl)
-      -- One wake-up for every waiter of this queue that multiplexes (KilnClient.waitAll). pcall:
-      -- a user whose ACL predates the channel must not fail the script after its writes.
-      redis.pcall('PUBLISH', P .. 'done', id)
-    end
-    local function final_failure(P, id, now, etype, emsg, dead_key, max, ttl)
-      -- A job that had retries and used them all (or cannot use them) is dead-lettered.
-      max = tonumber(max) or tonumber(redis.call('HGET', P .. 'job:' .. id, 'max_attempts')) or 1
-      local status = etype == 'timeout' and 'timed_out' or 'failed'
-      if max > 1 then
-        status = 'dead'
-        redis.call('ZADD', dead_key, now, id)
-      end
-      finalize(P, id, status, now, etype, emsg, ttl)
-      return status
-    end
-    -- The fenced end of one attempt (the body of `finish` and of each entry of `finish_many`).
-    -- Everything but removing the lease, which the caller does (batched). Returns the status the
-    -- job is left in, or 'stale' (nothing changed) unless the job is running under `token`.
-    -- Whether a record no longer running under `token` was left so by an earlier try of this very
-    -- call (same attempt, same `now`: every try of one call sends the same arguments) whose reply
-    -- was lost with the connection. Returns the status that try left, or nil. Another writer (a
-    -- reaper) would have to end the same attempt in the same millisecond with the same error.
-    local function applied_before(jk, status, outcome, etype, now, delay)
-      local g = redis.call('HMGET', jk, 'finished_at', 'retry_at', 'error_type')
-      if status == 'retrying' then
-        local d = tonumber(delay) or -1
-        if outcome ~= 'succeeded' and d >= 0 and tonumber(g[2]) == tonumber(now) + d and g[3] == etype then return status end
-        return nil
-      end
-      if not g[1] or tonumber(g[1]) ~= tonumber(now) then return nil end
-      if g[3] == 'malformed_envelope' and status == 'failed' then return status end
-      if status == 'succeeded' then return outcome == 'succeeded' and status or nil end
-      if outcome == 'succeeded' then return nil end
-      if (status == 'failed' or status == 'timed_out' or status == 'dead' or status == 'cancelled')
-        and (g[3] == etype or (status == 'cancelled' and g[3] == 'cancelled')) then return status end
-      return nil
-    end
-    local function finish_one(P, id, token, outcome, result, etype, emsg, now, delay, sched_key, dead_key)
-      local jk = P .. 'job:' .. id
-      local f = redis.call('HMGET', jk, 'token', 'status', 'cancel_requested', 'attempts', 'max_attempts', 'result_ttl_ms')
-      if f[1] ~= token or f[2] ~= 'running' then
-        return (f[1] == token and f[2] and applied_before(jk, f[2], outcome, etype, now, delay)) or 'stale'
-      end
-      -- Changed behind the worker's back since fetch checked it: end it, never half-write it.
-      local problem = bad_numbers(f[4], f[5], nil, f[6])
-      if problem then
-        finalize(P, id, 'failed', now, 'malformed_envelope', problem, '86400000')
-        return 'failed'
-      end
-      if outcome == 'succeeded' then
-        -- An earlier attempt (or a reclaim) may have left an error behind.
-        if f[4] and f[4] ~= '1' then redis.call('HDEL', jk, 'error_type', 'error_message', 'retry_at') end
-        finalize(P, id, 'succeeded', now, nil, nil, f[6], result)
-        return 'succeeded'
-      end
-      if f[3] == '1' then
-        finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled while running', f[6])
-        return 'cancelled'
-      end
-      if outcome == 'cancelled' then
-        finalize(P, id, 'cancelled', now, etype, emsg, f[6])
-        return 'cancelled'
-      end
-      delay = tonumber(delay) or -1
-      now = tonumber(now)
-      if delay >= 0 and (tonumber(f[4]) or 1) < (tonumber(f[5]) or 1) then
-        redis.call('HSET', jk, 'status', 'retrying', 'retry_at', now + delay, 'error_type', etype, 'error_message', emsg)
-        redis.call('ZADD', sched_key, now + delay, id)
-        return 'retrying'
-      end
-      return final_failure(P, id, now, etype, emsg, dead_key, f[5] or 1, f[6])
-    end
-    -- ZADD/ZREM/LPUSH with many members, in chunks (Lua's unpack has a stack limit).
-    local function multi(cmd, key, items)
-      for i = 1, #items, 4000 do
-        redis.call(cmd, key, unpack(items, i, math.min(i + 3999, #items)))
-      end
-    end
-
-    """
-
-    public static let all: [Script] = [enqueue, enqueueMany, fetch, finish, finishMany, cancel, extend, reap, sweep, retryDead, release]
+    /// Every v3 script, for tools that preload them.
+    public static let all: [Script] = [enqueue, fetch, finish, extend, release, cancel, reap, sweep, retryDead, get]
 
     /// One script: its name (for errors) and full text including the prelude.
-    public struct Script: Sendable, Hashable {
+    public struct Script: StoreScript, Hashable {
         public let name: String
         public let source: String
         init(name: String, body: String) {
             self.name = name
-            self.source = KilnScripts.prelude + "-- \(name)\n" + body
+            self.source = KilnScripts.prelude + "\n" + body
         }
     }
+
+    /// Shared by every script; line one names the protocol version (and so changes every SHA).
+    static let prelude = """
+    -- kiln scripts v3
+    -- Shared by every script. Record layout: docs/protocol.md, "The record".
+    local QUEUED, RUNNING, RETRYING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, DEAD = 1, 2, 3, 4, 5, 6, 7, 8
+    local NAMES = {'queued', 'running', 'retrying', 'succeeded', 'failed', 'timed_out', 'cancelled', 'dead'}
+    local CODES = {queued = 1, running = 2, retrying = 3, succeeded = 4, failed = 5, timed_out = 6, cancelled = 7, dead = 8}
+    local F_STATUS, F_TYPE, F_KIND, F_PAYLOAD, F_ATTEMPTS, F_MAX, F_TOKEN, F_TIMEOUT, F_TTL, F_ENQUEUED = 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+    local F_STARTED, F_FINISHED, F_RETRY_AT, F_WORKER, F_RESULT, F_ERROR_TYPE, F_ERROR_MESSAGE, F_FLAGS, F_RETRIED = 12, 13, 14, 15, 16, 17, 18, 19, 20
+    local FIELDS = {'format', 'status', 'type', 'kind', 'payload', 'attempts', 'max_attempts', 'token', 'timeout_ms',
+      'result_ttl_ms', 'enqueued_at', 'started_at', 'finished_at', 'retry_at', 'worker', 'result', 'error_type',
+      'error_message', 'flags', 'retried_at'}
+    local DEFAULT_TTL = 86400000
+    local MAX_MS = 315360000000
+    local MAX_COUNT = 9999999999999
+    local CANCEL_FLAG = 1
+
+    local function int_in(x, lo, hi)
+      return type(x) == 'number' and x == math.floor(x) and x >= lo and x <= hi
+    end
+
+    -- A decimal integer argument in canonical form (no '+', no leading zeros, at most 16 characters).
+    local function arg_int(s, lo, hi)
+      if type(s) ~= 'string' or #s > 16 or not (s == '0' or string.find(s, '^%-?[1-9]%d*$')) then return nil end
+      local n = tonumber(s)
+      if n < lo or n > hi then return nil end
+      return n
+    end
+
+    -- nil: no such field; false: a field that is not a version 3 record; else the record array.
+    local function load(raw)
+      if not raw then return nil end
+      local ok, r = pcall(cmsgpack.unpack, raw)
+      if not ok or type(r) ~= 'table' or r[1] ~= 3 or not int_in(r[F_STATUS], 1, 8) then return false end
+      return r
+    end
+
+    -- The first field a script cannot use, or nil.
+    local function bad_field(r)
+      if type(r[F_TYPE]) ~= 'string' or r[F_TYPE] == '' then return 'type' end
+      if r[F_KIND] ~= 'io' and r[F_KIND] ~= 'cpu' then return 'kind' end
+      if type(r[F_PAYLOAD]) ~= 'string' then return 'payload' end
+      if not int_in(r[F_ATTEMPTS], 0, MAX_COUNT) then return 'attempts' end
+      if not int_in(r[F_MAX], 1, 1001) then return 'max_attempts' end
+      if not int_in(r[F_TOKEN], 0, MAX_COUNT) then return 'token' end
+      if not int_in(r[F_TIMEOUT], 1, MAX_MS) then return 'timeout_ms' end
+      if not int_in(r[F_TTL], 1, MAX_MS) then return 'result_ttl_ms' end
+      return nil
+    end
+
+    -- Refuses a call before its first write: a bad argument, or an id named twice (every script reads
+    -- all records before writing, so a repeated id would be written from a stale read).
+    local function refuse(script, what) return redis.error_reply('ERR kiln ' .. script .. ': ' .. what) end
+    local function repeated(ids)
+      local seen = {}
+      for _, id in ipairs(ids) do
+        if seen[id] then return id end
+        seen[id] = true
+      end
+      return nil
+    end
+
+    local function has_flag(r, flag)
+      return int_in(r[F_FLAGS], 0, MAX_COUNT) and math.floor(r[F_FLAGS] / flag) % 2 == 1
+    end
+
+    -- A record for a field that could not be read: final, failed, with the default TTL.
+    local function broken(now, message)
+      return {3, FAILED, '', 'io', 'null', 0, 1, 0, 1, DEFAULT_TTL, now, 0, now, 0, '', '', 'malformed_envelope', message, 0, 0}
+    end
+
+    -- Jobs made final by this call: their ids and the second their results expire.
+    local final_ids, final_expiry = {}, {}
+    local writes = {}
+
+    local function put(id, r)
+      writes[#writes + 1] = id
+      writes[#writes + 1] = cmsgpack.pack(r)
+    end
+
+    local function finalize(id, r, status, now, error_type, error_message)
+      r[F_STATUS] = status
+      r[F_FINISHED] = now
+      if error_type then r[F_ERROR_TYPE] = error_type; r[F_ERROR_MESSAGE] = error_message or '' end
+      local ttl = r[F_TTL]
+      if not int_in(ttl, 1, MAX_MS) then ttl = DEFAULT_TTL end
+      final_ids[#final_ids + 1] = id
+      final_expiry[#final_ids] = math.ceil((now + ttl) / 1000) * 1000
+    end
+
+    local function malformed(id, r, now, field)
+      finalize(id, r, FAILED, now, 'malformed_envelope', 'record field ' .. field .. ' is missing or out of range')
+    end
+
+    -- Writes the changed records, indexes the final ones for expiry and announces them on Q..'done'.
+    local function commit(jobs_key, expiry_key, q)
+      for i = 1, #writes, 7000 do
+        redis.call('HSET', jobs_key, unpack(writes, i, math.min(i + 6999, #writes)))
+      end
+      if #final_ids == 0 then return end
+      local groups, order = {}, {}
+      for i, id in ipairs(final_ids) do
+        local e = final_expiry[i]
+        if not groups[e] then groups[e] = {}; order[#order + 1] = e end
+        local g = groups[e]; g[#g + 1] = id
+      end
+      local z = {}
+      for _, e in ipairs(order) do z[#z + 1] = e; z[#z + 1] = table.concat(groups[e], ' ') end
+      redis.call('ZADD', expiry_key, unpack(z))
+      redis.call('PUBLISH', q .. 'done', table.concat(final_ids, ' '))
+    end
+
+    local function redis_now()
+      local t = redis.call('TIME')
+      return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    """
 }

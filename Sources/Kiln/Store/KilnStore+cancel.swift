@@ -26,26 +26,39 @@ extension CancelReply {
     }
 }
 
-/// Cancelling a job, and the channel that tells workers about it.
+
+/// Cancelling jobs: `cancel`, many ids per call.
 extension KilnStore {
-    public func cancel(queue: String, id: String, now: Int64) async throws -> CancelReply {
-        let reply = try await run(KilnScripts.cancel, keys: [keys.pending(queue, .io), keys.pending(queue, .cpu), keys.scheduled(queue)],
-                                  args: [keys.queuePrefix(queue), id, String(now), keys.cancelChannel])
-        guard let r = CancelReply(word: reply.string ?? "") else {
-            throw KilnError(.protocolViolation, "unexpected reply to cancel: \(SafeText.escaped(reply.string ?? ""))")
+    /// Cancels jobs of `queue`: a queued or retrying one ends `cancelled` at once (announced on
+    /// the queue's done channel); a running one gets the cancel flag and is published on
+    /// `P:cancel` for its worker. Up to 500 ids per atomic call, all calls in one pipeline (an id
+    /// named twice goes in two calls, in order).
+    public func cancel(queue: String, ids: [String], now: Int64) async throws -> [CancelReply] {
+        let replies = try await runBatched(
+            KilnScripts.cancel,
+            keys: [keys.jobs(queue), keys.later(queue), keys.ready(queue, .io), keys.ready(queue, .cpu), keys.expiry(queue)],
+            head: [keys.queuePrefix(queue), String(now), keys.cancelChannel], items: ids.map { [$0] })
+        return try replies.map { r in
+            guard let reply = r.string.flatMap(CancelReply.init(word:)) else { throw unexpected(KilnScripts.cancel, r) }
+            return reply
         }
-        return r
+    }
+
+    /// `cancel` of one job (`KilnStore.cancel`'s shape).
+    public func cancel(queue: String, id: String, now: Int64) async throws -> CancelReply {
+        try await cancel(queue: queue, ids: [id], now: now)[0]
     }
 
     /// Listens for cancels of running jobs on `connection` until cancelled; `onCancel` gets the
-    /// queue and id of each. `onReconnect` runs after the subscription was re-established
-    /// (messages published meanwhile are lost; the records still say `cancel_requested`).
+    /// queue and id of each (`P:cancel`, messages "P:{queue}: id").
     public func listenForCancels(on connection: RedisBlockingConnection, onReconnect: @escaping @Sendable () -> Void,
                                  onCancel: @escaping @Sendable (_ queue: String, _ id: String) -> Void) async throws {
-        try await Self.listenForCancels(channel: keys.cancelChannel, on: connection, onReconnect: onReconnect, onCancel: onCancel)
+        try await KilnStore.listenForCancels(channel: keys.cancelChannel, on: connection, onReconnect: onReconnect, onCancel: onCancel)
     }
+}
 
-    /// `listenForCancels` on `channel`, for both protocol versions (same channel, same messages).
+extension KilnStore {
+    /// `listenForCancels` on `channel`.
     static func listenForCancels(channel: String, on connection: RedisBlockingConnection, onReconnect: @escaping @Sendable () -> Void,
                                  onCancel: @escaping @Sendable (_ queue: String, _ id: String) -> Void) async throws {
         try await connection.subscribe([channel], onReconnect: onReconnect) { message in
@@ -60,27 +73,45 @@ extension KilnStore {
 }
 
 extension KilnScripts {
-    /// KEYS: pending:io, pending:cpu, scheduled. ARGV: P, id, now, cancel channel.
-    /// Returns 'cancelled' (it was queued or waiting to retry: removed, will never run),
-    /// 'running' (cancel recorded and published; the worker stops it), 'missing', or
-    /// 'finished:STATUS' when it had already finished (nothing changes).
+    /// KEYS: Q:jobs, Q:later, Q:ready:io, Q:ready:cpu, Q:expiry. ARGV: Q, now, cancel channel,
+    /// then ids. Per id: `cancelled` (was queued or retrying: finalized and taken off its list),
+    /// `running` (flag set, `PUBLISH P:cancel "Q id"`), `missing`, or `finished:STATUS`.
     public static let cancel = Script(name: "cancel", body: """
-    local P, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-    local jk = P .. 'job:' .. id
-    if redis.call('EXISTS', jk) == 0 then return 'missing' end
-    local st = redis.call('HGET', jk, 'status')
-    if st == 'queued' or st == 'retrying' or not st then
-      redis.call('LREM', KEYS[1], 0, id)
-      redis.call('LREM', KEYS[2], 0, id)
-      redis.call('ZREM', KEYS[3], id)
-      finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled before it ran')
-      return 'cancelled'
+    -- cancel
+    -- KEYS: Q:jobs, Q:later, Q:ready:io, Q:ready:cpu, Q:expiry
+    -- ARGV: Q, now, cancel channel, then ids
+    local q, now, channel = ARGV[1], arg_int(ARGV[2], 0, MAX_COUNT), ARGV[3]
+    if not now then return refuse('cancel', 'now must be a time in ms') end
+    local ids = {}
+    for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+    if #ids == 0 then return refuse('cancel', 'expected at least one id') end
+    local twice = repeated(ids)
+    if twice then return refuse('cancel', 'job ' .. twice .. ' is named twice') end
+    local raws = redis.call('HMGET', KEYS[1], unpack(ids))
+    local answers = {}
+    for j, id in ipairs(ids) do
+      local r = load(raws[j])
+      if r == nil then
+        answers[j] = 'missing'
+      elseif r == false then
+        answers[j] = 'finished:failed'
+      elseif r[F_STATUS] == QUEUED or r[F_STATUS] == RETRYING then
+        redis.call('LREM', KEYS[3], 1, id)
+        redis.call('LREM', KEYS[4], 1, id)
+        redis.call('ZREM', KEYS[2], id)
+        finalize(id, r, CANCELLED, now, 'cancelled', 'cancelled before it ran'); put(id, r)
+        answers[j] = 'cancelled'
+      elseif r[F_STATUS] == RUNNING then
+        if not has_flag(r, CANCEL_FLAG) then
+          r[F_FLAGS] = (int_in(r[F_FLAGS], 0, MAX_COUNT) and r[F_FLAGS] or 0) + CANCEL_FLAG; put(id, r)
+        end
+        redis.call('PUBLISH', channel, q .. ' ' .. id)
+        answers[j] = 'running'
+      else
+        answers[j] = 'finished:' .. NAMES[r[F_STATUS]]
+      end
     end
-    if st == 'running' then
-      redis.call('HSET', jk, 'cancel_requested', 1)
-      redis.call('PUBLISH', ARGV[4], P .. ' ' .. id)
-      return 'running'
-    end
-    return 'finished:' .. st
+    commit(KEYS[1], KEYS[5], q)
+    return answers
     """)
 }

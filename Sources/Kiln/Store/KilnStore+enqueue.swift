@@ -32,105 +32,101 @@ public enum EnqueueReply: Sendable, Equatable {
     case refused(String)
 }
 
-/// Writing new jobs: `enqueue_many` (Kiln's client) and the single `enqueue` of protocol v1.
+
+/// Writing new jobs: `enqueue`, many jobs per call, all or nothing.
 extension KilnStore {
-    /// Jobs per `enqueue_many` call: each call is atomic and blocks Redis while it runs.
+    /// Jobs per `enqueue` call: each call is atomic and blocks Redis while it runs.
     public static let enqueueChunk = 500
 
-    /// Registers `queues` (`P:queues`), then runs one atomic `enqueue_many` call per element of
-    /// `calls` (at most `enqueueChunk` jobs each), all in one pipeline. Every call sends `now` as
-    /// `enqueued_at`: a retry of the same calls sends the same `now`, which `jobsMatch` relies on.
-    /// Transient error replies (`LOADING`, `READONLY`) throw, so the caller's retry covers them.
+    /// Registers `queues` (`P:queues`), then runs one atomic `enqueue` call per element of
+    /// `calls` (1 to `enqueueChunk` jobs each), all in one pipeline. Every call sends `now` as
+    /// `enqueued_at`: a retry of the same calls after a dropped connection sends the same `now`,
+    /// and the script recognises its own earlier write (answered `.written`, nothing written
+    /// twice). Transient error replies (`LOADING`, `READONLY`) throw, so the caller's retry
+    /// covers them; a refused call (a range error) is `.refused` with Redis's error text.
     public func enqueue(_ calls: [(queue: String, jobs: ArraySlice<NewJob>)], registering queues: [String], now: Int64) async throws -> [EnqueueReply] {
-        let now = String(now)
-        let scriptCalls = calls.map { c -> Call in
-            var args: [String] = [keys.queuePrefix(c.queue), c.queue, now]
-            args.reserveCapacity(3 + c.jobs.count * 7)
+        if let bad = calls.first(where: { $0.jobs.isEmpty || $0.jobs.count > Self.enqueueChunk }) {
+            throw KilnError(.invalidInput, "an enqueue call to queue '\(SafeText.escaped(bad.queue))' holds \(bad.jobs.count) jobs; split the jobs into calls of 1 to \(Self.enqueueChunk)")
+        }
+        let nowText = String(now)
+        let scriptCalls = calls.map { c -> ScriptRunner.Call in
+            var args = [keys.queuePrefix(c.queue), nowText]
+            args.reserveCapacity(2 + c.jobs.count * 7)
             for j in c.jobs {
                 args += [j.id, j.type, j.kind.rawValue, j.payload, String(j.maxAttempts), String(j.timeoutMs), String(j.resultTTLms)]
             }
-            return Call(script: KilnScripts.enqueueMany, keys: [keys.pending(c.queue, .io), keys.pending(c.queue, .cpu)], args: args)
+            return ScriptRunner.Call(script: KilnScripts.enqueue, keys: [keys.jobs(c.queue), keys.ready(c.queue, .io), keys.ready(c.queue, .cpu)], args: args)
         }
         // Register queues first: a registered empty queue is harmless, an unregistered job is not findable.
-        let replies = try await runPipelined(scriptCalls, before: [["SADD", keys.queues] + queues])
+        let before: [[String]] = queues.isEmpty ? [] : [["SADD", keys.queues] + queues]
+        let replies = try await runner.runPipelined(scriptCalls, before: before)
         try runner.throwIfTransient(replies, command: "enqueue")
-        return zip(calls, replies.dropFirst()).map { call, reply in
+        return zip(calls, replies.dropFirst(before.count)).map { call, reply in
             if case .error(let e) = reply { return .refused(e) }
             let r = reply.array.map { $0.int ?? -1 }
-            guard r.count == 2, r[0] >= 0, r[0] <= call.jobs.count else { return .refused("unexpected reply to enqueue_many: \(reply)") }
+            guard r.count == 3, r[0] >= 0, r[0] <= call.jobs.count else { return .refused("unexpected reply to enqueue: \(reply)") }
+            // {0, 0, 1}: this very call's write, found again by a retry.
             return r[0] == 0 ? .written : .exists(first: r[0], count: r[1])
         }
-    }
-
-    /// Whether a job exists, for each (queue, id).
-    public func exist(_ jobs: [(queue: String, id: String)]) async throws -> [Bool] {
-        if jobs.isEmpty { return [] }
-        return try await connection.pipeline(jobs.map { ["EXISTS", keys.job($0.queue, $0.id)] })
-            .checked(command: "EXISTS", address: address).map { $0.int == 1 }
-    }
-
-    /// Whether every job in `jobs` (all of `queue`) exists with this type, payload and
-    /// `enqueued_at == now`: written by an earlier try of the same enqueue call.
-    public func jobsMatch(queue: String, _ jobs: [NewJob], enqueuedAt now: Int64) async throws -> Bool {
-        let replies = try await connection.pipeline(jobs.map { ["HMGET", keys.job(queue, $0.id), "type", "payload", "enqueued_at"] })
-            .checked(command: "HMGET", address: address)
-        for (j, reply) in zip(jobs, replies) {
-            let f = reply.array.map(\.string)
-            guard f.count == 3, f[0] == j.type, f[1] == j.payload, f[2] == String(now) else { return false }
-        }
-        return true
-    }
-
-    /// The protocol's single-job `enqueue` (version 1; Kiln's client uses `enqueue_many`).
-    /// Returns false if a job with this id exists (nothing written).
-    public func enqueueOne(queue: String, _ job: NewJob, now: Int64) async throws -> Bool {
-        let reply = try await run(KilnScripts.enqueue, keys: [keys.job(queue, job.id), keys.pending(queue, job.kind)],
-                                  args: [job.id, job.type, queue, job.kind.rawValue, job.payload, String(job.maxAttempts),
-                                         String(job.timeoutMs), String(job.resultTTLms), String(now)])
-        return reply.int == 1
     }
 }
 
 extension KilnScripts {
-    /// KEYS: job hash, pending list of its kind. ARGV: id, type, queue, kind, payload,
-    /// max_attempts, timeout_ms, result_ttl_ms, now. Returns 1, or 0 if the id already exists.
+    /// KEYS: Q:jobs, Q:ready:io, Q:ready:cpu. ARGV: Q, now, then 7 per job: id, type, kind,
+    /// payload, max_attempts, timeout_ms, result_ttl_ms. Returns {0, 0, 0} (written, ids queued
+    /// in ARGV order), {0, 0, 1} (a retry of this call found its own write) or {first, count, 0}
+    /// (that many ids exist, the first at that position; nothing written). Out-of-range
+    /// arguments: an error reply `ERR kiln enqueue: job N: …`, nothing written.
     public static let enqueue = Script(name: "enqueue", body: """
-    local problem = bad_enqueue(ARGV[2], ARGV[4], ARGV[6], ARGV[7], ARGV[8])
-    if problem then return redis.error_reply('ERR kiln enqueue: ' .. problem) end
-    if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-    redis.call('HSET', KEYS[1], 'id', ARGV[1], 'type', ARGV[2], 'queue', ARGV[3], 'kind', ARGV[4],
-      'payload', ARGV[5], 'status', 'queued', 'attempts', 0, 'max_attempts', ARGV[6],
-      'timeout_ms', ARGV[7], 'result_ttl_ms', ARGV[8], 'enqueued_at', ARGV[9], 'token', 0)
-    redis.call('LPUSH', KEYS[2], ARGV[1])
-    return 1
-    """)
-
-    /// `enqueue` for many jobs of one queue, all or nothing. KEYS: pending:io, pending:cpu.
-    /// ARGV: P, queue, now, then 7 per job: id, type, kind, payload, max_attempts, timeout_ms,
-    /// result_ttl_ms. Returns {0, 0} once every job is written and queued (in ARGV order), or
-    /// {position of the first id that already exists, how many exist} and writes nothing.
-    public static let enqueueMany = Script(name: "enqueue_many", body: """
-    local P, queue, now = ARGV[1], ARGV[2], ARGV[3]
-    local first, existing = 0, 0
-    for i = 4, #ARGV, 7 do
-      local problem = bad_enqueue(ARGV[i + 1], ARGV[i + 2], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6])
-      if problem then return redis.error_reply('ERR kiln enqueue_many: job ' .. ((i - 4) / 7 + 1) .. ': ' .. problem) end
-      if redis.call('EXISTS', P .. 'job:' .. ARGV[i]) == 1 then
-        existing = existing + 1
-        if first == 0 then first = (i - 4) / 7 + 1 end
+    -- enqueue
+    -- KEYS: Q:jobs, Q:ready:io, Q:ready:cpu
+    -- ARGV: Q, now, then 7 per job: id, type, kind, payload, max_attempts, timeout_ms, result_ttl_ms
+    local now = arg_int(ARGV[2], 0, MAX_COUNT)
+    if not now then return redis.error_reply('ERR kiln enqueue: now must be a time in ms') end
+    local n = (#ARGV - 2) / 7
+    if n < 1 or n ~= math.floor(n) then return redis.error_reply('ERR kiln enqueue: expected 7 arguments per job after Q and now') end
+    local ids, seen, recs = {}, {}, {}
+    for j = 1, n do
+      local b = 2 + (j - 1) * 7
+      local id, jtype, kind, payload = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+      local function refuse(what) return redis.error_reply('ERR kiln enqueue: job ' .. j .. ': ' .. what) end
+      if id == '' or #id > 128 then return refuse('id must be 1-128 characters') end
+      if seen[id] then return refuse('id repeats job ' .. seen[id]) end
+      if jtype == '' or #jtype > 200 then return refuse('type must be 1-200 bytes') end
+      if kind ~= 'io' and kind ~= 'cpu' then return refuse('kind must be io or cpu') end
+      local max = arg_int(ARGV[b + 5], 1, 1001)
+      if not max then return refuse('max_attempts must be 1-1001') end
+      local timeout = arg_int(ARGV[b + 6], 1, MAX_MS)
+      if not timeout then return refuse('timeout_ms must be 1-' .. MAX_MS) end
+      local ttl = arg_int(ARGV[b + 7], 1, MAX_MS)
+      if not ttl then return refuse('result_ttl_ms must be 1-' .. MAX_MS) end
+      seen[id] = j
+      ids[j] = id
+      recs[j] = {3, QUEUED, jtype, kind, payload, 0, max, 0, timeout, ttl, now, 0, 0, 0, '', '', '', '', 0, 0}
+    end
+    local existing = redis.call('HMGET', KEYS[1], unpack(ids))
+    local first, count, mine = 0, 0, 0
+    for j = 1, n do
+      if existing[j] then
+        count = count + 1
+        if first == 0 then first = j end
+        local r = load(existing[j])
+        if r and r[F_TYPE] == recs[j][F_TYPE] and r[F_PAYLOAD] == recs[j][F_PAYLOAD] and r[F_ENQUEUED] == now then
+          mine = mine + 1
+        end
       end
     end
-    if existing > 0 then return {first, existing} end
-    local io, cpu = {}, {}
-    for i = 4, #ARGV, 7 do
-      local id = ARGV[i]
-      redis.call('HSET', P .. 'job:' .. id, 'id', id, 'type', ARGV[i + 1], 'queue', queue, 'kind', ARGV[i + 2],
-        'payload', ARGV[i + 3], 'status', 'queued', 'attempts', '0', 'max_attempts', ARGV[i + 4],
-        'timeout_ms', ARGV[i + 5], 'result_ttl_ms', ARGV[i + 6], 'enqueued_at', now, 'token', '0')
-      if ARGV[i + 2] == 'cpu' then cpu[#cpu + 1] = id else io[#io + 1] = id end
+    -- A retry of this very call after a dropped connection finds every job written as it would write it.
+    if count == n and mine == n then return {0, 0, 1} end
+    if count > 0 then return {first, count, 0} end
+    local io_ids, cpu_ids = {}, {}
+    for j = 1, n do
+      put(ids[j], recs[j])
+      if recs[j][F_KIND] == 'io' then io_ids[#io_ids + 1] = ids[j] else cpu_ids[#cpu_ids + 1] = ids[j] end
     end
-    multi('LPUSH', KEYS[1], io)
-    multi('LPUSH', KEYS[2], cpu)
-    return {0, 0}
+    redis.call('HSET', KEYS[1], unpack(writes))
+    if #io_ids > 0 then redis.call('RPUSH', KEYS[2], unpack(io_ids)) end
+    if #cpu_ids > 0 then redis.call('RPUSH', KEYS[3], unpack(cpu_ids)) end
+    return {0, 0, 0}
     """)
 }

@@ -18,25 +18,38 @@ public struct FetchedJob: Sendable, Equatable {
     public var queue: String
 }
 
-/// Leasing jobs: `fetch`, and waiting for a pending list to have work.
-extension KilnStore {
-    static let fetchFieldsPerJob = 9
 
-    /// Leases up to `max` jobs of `kind` from `queue` to `worker` (one atomic call). A job's lease
-    /// runs for `lease`, or for its timeout + `leaseMargin` if that is shorter, from the later of
-    /// `now` and Redis's clock. Without `leaseMargin` every lease is `lease`.
+/// Leasing jobs: `fetch`, and waiting for a ready list to have work.
+extension KilnStore {
+    /// Most jobs one `fetch` call leases (a larger `max` leases this many).
+    public static let fetchChunk = 500
+
+    /// Leases up to `max` jobs of `kind` from `queue` to `worker` (one atomic call, at most
+    /// `fetchChunk`). A job's lease runs for `lease`, or for its timeout + `leaseMargin` if that is
+    /// shorter, from the later of `now` and Redis's clock. Without `leaseMargin` every lease is
+    /// `lease`. Jobs it finds cancelled or malformed are finalized instead (never run).
     public func fetch(queue: String, kind: JobKind, max: Int, worker: String, lease: Duration, leaseMargin: Duration? = nil,
                       now: Int64) async throws -> [FetchedJob] {
-        var args = [keys.queuePrefix(queue), String(now), String(max), worker, String(KilnDuration.milliseconds(lease))]
+        if max < 1 { return [] }
+        var args = [keys.queuePrefix(queue), String(now), String(min(max, Self.fetchChunk)), worker, String(KilnDuration.milliseconds(lease))]
         if let leaseMargin { args.append(String(KilnDuration.milliseconds(leaseMargin))) }
-        let reply = try await run(KilnScripts.fetch, keys: [keys.pending(queue, kind), keys.running(queue)], args: args)
-        return Self.fetchedJobs(reply, queue: queue)
+        let reply = try await run(KilnScripts.fetch, keys: [keys.ready(queue, kind), keys.jobs(queue), keys.leases(queue), keys.expiry(queue)],
+                                  args: args)
+        // 8 fields per job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms.
+        return KilnStore.fetchedJobs(reply, queue: queue, fieldsPerJob: 8)
     }
 
-    /// Splits `fetch`'s flat reply (9 fields per job) into jobs. `package` for the fuzz target.
-    /// `fieldsPerJob` 8: protocol v3's reply, the same fields without the queue (which this
-    /// takes from `queue` either way).
-    package static func fetchedJobs(_ reply: RedisValue, queue: String, fieldsPerJob: Int = fetchFieldsPerJob) -> [FetchedJob] {
+    /// Blocks on `connection` until `queue` has a job of `kind` ready (at once if it has one), or
+    /// `seconds` pass. Takes nothing: it rotates the list onto itself, which leaves it unchanged.
+    public func waitForWork(queue: String, kind: JobKind, on connection: RedisBlockingConnection, seconds: Int) async throws {
+        try await KilnStore.waitForWork(list: keys.ready(queue, kind), on: connection, seconds: seconds)
+    }
+}
+
+extension KilnStore {
+    /// Splits `fetch`'s flat reply (8 fields per job: id, token, attempt, type, payload, kind,
+    /// max_attempts, timeout_ms) into jobs of `queue`. `package` for the fuzz target.
+    package static func fetchedJobs(_ reply: RedisValue, queue: String, fieldsPerJob: Int = 8) -> [FetchedJob] {
         let f = reply.array.map { $0.string ?? "" }
         var out: [FetchedJob] = []
         out.reserveCapacity(f.count / fieldsPerJob)
@@ -49,13 +62,6 @@ extension KilnStore {
         return out
     }
 
-    /// Blocks on `connection` until `queue` has a job of `kind` pending (at once if it has one),
-    /// or `seconds` pass. Takes nothing: it rotates the list onto itself (`BLMOVE pending pending
-    /// RIGHT RIGHT`), which leaves it unchanged.
-    public func waitForWork(queue: String, kind: JobKind, on connection: RedisBlockingConnection, seconds: Int) async throws {
-        try await Self.waitForWork(list: keys.pending(queue, kind), on: connection, seconds: seconds)
-    }
-
     /// Blocks until `list` is not empty or `seconds` pass, leaving it unchanged (`BLMOVE` onto itself).
     static func waitForWork(list key: String, on connection: RedisBlockingConnection, seconds: Int) async throws {
         _ = try await connection.send(["BLMOVE", key, key, "RIGHT", "RIGHT", String(seconds)], blockFor: .seconds(seconds))
@@ -63,66 +69,58 @@ extension KilnStore {
 }
 
 extension KilnScripts {
-    /// KEYS: pending list, running zset. ARGV: P, now, count, worker, lease_ms, lease_margin_ms.
-    /// Pops up to `count` ids and leases each runnable one to the worker, for `lease_ms` or, if
-    /// shorter, the job's timeout plus `lease_margin_ms` (a job ends by its timeout, so a short job
-    /// whose worker dies comes back soon; the heartbeat extends long jobs' leases). Returns a flat array of
-    /// 9 fields per job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms, queue.
-    /// Ids without a record, or whose record is not `queued`, are skipped (never run twice);
-    /// a job cancelled while queued is finalized instead.
+    /// KEYS: Q:ready:KIND, Q:jobs, Q:leases, Q:expiry. ARGV: Q, now, count, worker, lease_ms,
+    /// lease_margin_ms. Pops up to `count` ids and leases each runnable one. Returns a flat array,
+    /// 8 per leased job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms. Ids
+    /// without a record, or whose record is not queued, are dropped; a queued record with the
+    /// cancel flag ends `cancelled`, one out of range (or not a v3 record) `failed`.
     public static let fetch = Script(name: "fetch", body: """
-    local P, now, count, worker, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-    local margin, now_text = tonumber(ARGV[6]), ARGV[2]
-    local lease_from = math.max(now, redis_ms())
+    -- fetch
+    -- KEYS: Q:ready:KIND, Q:jobs, Q:leases, Q:expiry
+    -- ARGV: Q, now, count, worker, lease_ms, lease_margin_ms
+    local q, worker = ARGV[1], ARGV[4]
+    local now, count, lease_ms = arg_int(ARGV[2], 0, MAX_COUNT), arg_int(ARGV[3], 1, 1000), arg_int(ARGV[5], 1, MAX_MS)
+    local margin = nil
+    if ARGV[6] and ARGV[6] ~= '' then margin = arg_int(ARGV[6], 0, MAX_MS); if not margin then return refuse('fetch', 'lease_margin_ms must be 0-' .. MAX_MS) end end
+    if not now then return refuse('fetch', 'now must be a time in ms') end
+    if not count then return refuse('fetch', 'count must be 1-1000') end
+    if not lease_ms then return refuse('fetch', 'lease_ms must be 1-' .. MAX_MS) end
+    local ids = redis.call('LPOP', KEYS[1], count)
+    if not ids then return {} end
+    -- A request that waited in a cut-off worker's connection must not lease into Redis's past.
+    local t = math.max(now, redis_now())
+    local raws = redis.call('HMGET', KEYS[2], unpack(ids))
     local out, leases = {}, {}
-    -- Lease deadlines as text, made once per distinct timeout (number to text is slow in Lua).
-    local deadline_text = {}
-    local n = 0
-    while n < count do
-      local want = count - n
-      local ids = redis.call('RPOP', KEYS[1], want)
-      if not ids then break end
-      for _, id in ipairs(ids) do
-        local jk = P .. 'job:' .. id
-        local f = redis.call('HMGET', jk, 'status', 'cancel_requested', 'type', 'payload', 'kind', 'max_attempts', 'timeout_ms', 'queue', 'attempts', 'token', 'result_ttl_ms')
-        local st = f[1]
-        if not st and not f[3] and not f[4] and not f[7] and redis.call('EXISTS', jk) == 0 then
-          redis.call('HSET', jk, 'id', id, 'result_ttl_ms', 86400000)
-          finalize(P, id, 'failed', now_text, 'malformed_envelope', 'the id ' .. id .. ' was on the queue but has no job record', '86400000')
-        elseif f[2] == '1' and (st == 'queued' or not st) then
-          finalize(P, id, 'cancelled', now_text, 'cancelled', 'cancelled before it ran', f[11])
-        elseif (st == 'queued' or not st) and bad_numbers(f[9], f[6], f[7], f[11], f[10]) then
-          -- Never leased: it could not be finished without a failing write later.
-          finalize(P, id, 'failed', now_text, 'malformed_envelope', bad_numbers(f[9], f[6], f[7], f[11], f[10]), '86400000')
-        elseif st == 'queued' or not st then
-          local attempts = tostring((tonumber(f[9]) or 0) + 1)
-          local token = tostring((tonumber(f[10]) or 0) + 1)
-          redis.call('HSET', jk, 'status', 'running', 'started_at', now_text, 'worker', worker, 'attempts', attempts, 'token', token)
-          local dl = deadline_text[f[7] or '']
-          if not dl then
-            local job_lease = lease
-            local timeout = tonumber(f[7])
-            if margin and timeout and timeout + margin < job_lease then job_lease = timeout + margin end
-            dl = string.format('%d', lease_from + job_lease)
-            deadline_text[f[7] or ''] = dl
-          end
-          leases[#leases + 1] = dl
+    for i, id in ipairs(ids) do
+      local r = load(raws[i])
+      if r == false then
+        local b = broken(now, 'record is not a version 3 record')
+        finalize(id, b, FAILED, now); put(id, b)
+      elseif r and r[F_STATUS] == QUEUED then
+        local bad = bad_field(r)
+        if bad then
+          malformed(id, r, now, bad); put(id, r)
+        elseif has_flag(r, CANCEL_FLAG) then
+          finalize(id, r, CANCELLED, now, 'cancelled', 'cancelled before it ran'); put(id, r)
+        else
+          r[F_ATTEMPTS] = r[F_ATTEMPTS] + 1
+          r[F_TOKEN] = r[F_TOKEN] + 1
+          r[F_STATUS] = RUNNING
+          r[F_STARTED] = t
+          r[F_WORKER] = worker
+          put(id, r)
+          local l = lease_ms
+          if margin then l = math.min(lease_ms, r[F_TIMEOUT] + margin) end
+          leases[#leases + 1] = t + l
           leases[#leases + 1] = id
-          n = n + 1
-          out[#out + 1] = id
-          out[#out + 1] = token
-          out[#out + 1] = attempts
-          out[#out + 1] = f[3] or ''
-          out[#out + 1] = f[4] or ''
-          out[#out + 1] = f[5] or ''
-          out[#out + 1] = f[6] or ''
-          out[#out + 1] = f[7] or ''
-          out[#out + 1] = f[8] or ''
+          local o = #out
+          out[o + 1] = id; out[o + 2] = r[F_TOKEN]; out[o + 3] = r[F_ATTEMPTS]; out[o + 4] = r[F_TYPE]
+          out[o + 5] = r[F_PAYLOAD]; out[o + 6] = r[F_KIND]; out[o + 7] = r[F_MAX]; out[o + 8] = r[F_TIMEOUT]
         end
       end
-      if #ids < want then break end  -- the list is empty now
     end
-    multi('ZADD', KEYS[2], leases)
+    if #leases > 0 then redis.call('ZADD', KEYS[3], unpack(leases)) end
+    commit(KEYS[2], KEYS[4], q)
     return out
     """)
 }

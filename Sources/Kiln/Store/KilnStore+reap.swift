@@ -10,138 +10,179 @@ public struct ReapReport: Sendable, Equatable {
     public var nextDueMs: Int64?
     /// Dead-lettered jobs deleted by the caps.
     public var deadTrimmed: Int
-    /// Finished jobs whose results expired and were deleted (protocol v3's expiry index; always 0
-    /// in protocol v2, where each record expires with its own TTL).
+    /// Finished jobs whose results expired and were deleted (trimmed from the expiry index).
     public var expired: Int = 0
 }
 
-/// Housekeeping: `reap` (expired leases, due retries, dead-letter caps) and `sweep` (jobs marked
-/// running without a lease).
+
+/// Housekeeping: `reap` (expired leases, due retries, expired results, dead-letter caps).
 extension KilnStore {
-    /// One `reap` of `queue` at `now`, handling up to `limit` of each kind of entry. With
-    /// `reclaim` false, expired leases are left alone (after an outage).
+    /// Most entries of each kind one `reap` call handles: the expiry step reads up to about
+    /// 10 × `limit` ids, which must stay within what Lua can pass to one command.
+    public static let reapLimit = 500
+
+    /// One `reap` of `queue` at `now`, handling up to `limit` (at most `reapLimit`) of each kind of
+    /// entry: expired leases are reclaimed (with `reclaim`; false after an outage), due retries
+    /// promoted, results whose expiry second has passed deleted (through `Q:expiry`), and the
+    /// dead-letter set trimmed to `deadMax` entries younger than `deadMaxAge`.
     public func reap(queue: String, now: Int64, limit: Int = 500, reclaim: Bool, deadMax: Int, deadMaxAge: Duration) async throws -> ReapReport {
         let r = try await run(
             KilnScripts.reap,
-            keys: [keys.running(queue), keys.scheduled(queue), keys.pending(queue, .io), keys.pending(queue, .cpu), keys.dead(queue)],
-            args: [keys.queuePrefix(queue), String(now), String(limit), reclaim ? "1" : "0", String(deadMax),
-                   String(KilnDuration.milliseconds(deadMaxAge))]).array
-        let n = r.map { $0.int ?? 0 }
-        let next = n.count > 2 && n[2] > 0 ? Int64(n[2]) : nil
-        return ReapReport(reclaimed: n.first ?? 0, promoted: n.count > 1 ? n[1] : 0, nextDueMs: next, deadTrimmed: n.count > 3 ? n[3] : 0)
-    }
-
-    /// Gives a lease until `deadline` to each of `ids` that is marked running but has none.
-    /// Returns how many it found.
-    public func sweep(queue: String, ids: [String], deadline: Int64) async throws -> Int {
-        if ids.isEmpty { return 0 }
-        return try await run(KilnScripts.sweep, keys: [keys.running(queue)], args: [keys.queuePrefix(queue), String(deadline)] + ids).int ?? 0
-    }
-
-    /// Sweeps every job record of `queue` (a `SCAN` of the keyspace, page by page). Returns how
-    /// many jobs marked running had no lease.
-    public func sweepAll(queue: String, deadline: Int64) async throws -> Int {
-        let prefix = keys.queuePrefix(queue) + "job:"
-        let pattern = Self.globEscaped(keys.queuePrefix(queue)) + "job:*"
-        var cursor = "0"
-        var found = 0
-        repeat {
-            let page = try await connection.send(["SCAN", cursor, "MATCH", pattern, "COUNT", "1000"]).array
-            cursor = page.first?.string ?? "0"
-            let ids = (page.count > 1 ? page[1].array : []).compactMap { $0.string }.map { String($0.dropFirst(prefix.count)) }
-            found += try await sweep(queue: queue, ids: ids, deadline: deadline)
-        } while cursor != "0"
-        return found
-    }
-
-    /// `text` with SCAN's glob characters escaped (prefixes and queue names may contain them).
-    static func globEscaped(_ text: String) -> String {
-        var out = ""
-        for c in text {
-            if "*?[]\\".contains(c) { out.append("\\") }
-            out.append(c)
-        }
-        return out
+            keys: [keys.jobs(queue), keys.leases(queue), keys.later(queue), keys.ready(queue, .io), keys.ready(queue, .cpu),
+                   keys.dead(queue), keys.expiry(queue), keys.revived(queue)],
+            args: [keys.queuePrefix(queue), String(now), String(Swift.max(1, Swift.min(limit, Self.reapLimit))), reclaim ? "1" : "0",
+                   String(deadMax), String(KilnDuration.milliseconds(deadMaxAge))])
+        let n = r.array.map { $0.int ?? 0 }
+        guard n.count == 5 else { throw unexpected(KilnScripts.reap, r) }
+        return ReapReport(reclaimed: n[0], promoted: n[1], nextDueMs: n[2] > 0 ? Int64(n[2]) : nil, deadTrimmed: n[3], expired: n[4])
     }
 }
 
 extension KilnScripts {
-    /// KEYS: running, scheduled, pending:io, pending:cpu, dead. ARGV: P, now, limit, reclaim (0 = no),
-    /// dead_max (count), dead_max_age_ms.
-    /// If `reclaim` is 1, puts jobs whose lease expired back at the front of their queue (or
-    /// finalizes them if cancelled or out of attempts). Always moves due retries to their queue and
-    /// trims the dead-letter set: entries whose record expired, the oldest past `dead_max`, and
-    /// those older than `dead_max_age_ms` (their records are deleted too).
-    /// Returns {reclaimed, promoted, next due time or -1, dead trimmed}.
+    /// KEYS: Q:jobs, Q:leases, Q:later, Q:ready:io, Q:ready:cpu, Q:dead, Q:expiry, Q:revived.
+    /// ARGV: Q, now, limit, reclaim (0 = skip), dead_max, dead_max_age_ms. In order: reclaim
+    /// expired leases, promote due retries, delete expired results (ids of due `Q:expiry`
+    /// members, unread unless listed in `Q:revived`), trim the dead-letter set.
+    /// Returns {reclaimed, promoted, next_due_ms or -1, dead_trimmed, expired}.
     public static let reap = Script(name: "reap", body: """
-    local P, now, limit, reclaim = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] ~= '0'
-    local dead_max, dead_age = tonumber(ARGV[5]) or 10000, tonumber(ARGV[6]) or 604800000
-    local reclaimed, promoted, trimmed = 0, 0, 0
-    local expired = {}
-    if reclaim then expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit) end
-    for _, id in ipairs(expired) do
-      redis.call('ZREM', KEYS[1], id)
-      local jk = P .. 'job:' .. id
-      local f = redis.call('HMGET', jk, 'status', 'cancel_requested', 'attempts', 'max_attempts', 'kind', 'result_ttl_ms')
-      if f[1] == 'running' then
-        reclaimed = reclaimed + 1
-        local msg = 'the worker running attempt ' .. (f[3] or '?') .. ' stopped renewing its lease (it crashed, was killed or lost Redis)'
-        local problem = bad_numbers(f[3], f[4], nil, f[6])
-        if problem then
-          finalize(P, id, 'failed', now, 'malformed_envelope', problem, '86400000')
-        elseif f[2] == '1' then
-          finalize(P, id, 'cancelled', now, 'cancelled', 'cancelled; ' .. msg)
-        elseif (tonumber(f[3]) or 0) >= (tonumber(f[4]) or 1) then
-          final_failure(P, id, now, 'worker_lost', msg, KEYS[5])
-        else
-          redis.call('HSET', jk, 'status', 'queued', 'error_type', 'worker_lost', 'error_message', msg)
-          redis.call('RPUSH', f[5] == 'cpu' and KEYS[4] or KEYS[3], id)
+    -- reap
+    -- KEYS: Q:jobs, Q:leases, Q:later, Q:ready:io, Q:ready:cpu, Q:dead, Q:expiry, Q:revived
+    -- ARGV: Q, now, limit, reclaim, dead_max, dead_max_age_ms
+    local q, now, limit = ARGV[1], arg_int(ARGV[2], 0, MAX_COUNT), arg_int(ARGV[3], 1, 500)
+    if not now then return refuse('reap', 'now must be a time in ms') end
+    if not limit then return refuse('reap', 'limit must be 1-500') end
+    local reclaim = ARGV[4] ~= '0'
+    local dead_max = tonumber(ARGV[5] or '') or 10000
+    local dead_max_age = tonumber(ARGV[6] or '') or 604800000
+    local jobs = KEYS[1]
+    local reclaimed, promoted, trimmed, expired = 0, 0, 0, 0
+
+    -- 1. Expired leases: the worker is gone (or cut off); the job runs again if it may.
+    if reclaim then
+      local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
+      if #ids > 0 then
+        local raws = redis.call('HMGET', jobs, unpack(ids))
+        local io_ids, cpu_ids, dead = {}, {}, {}
+        for i, id in ipairs(ids) do
+          local r = load(raws[i])
+          if r == false then
+            local b = broken(now, 'record is not a version 3 record'); finalize(id, b, FAILED, now); put(id, b)
+          elseif r and r[F_STATUS] == RUNNING then
+            reclaimed = reclaimed + 1
+            local bad = (not int_in(r[F_ATTEMPTS], 0, MAX_COUNT) and 'attempts') or (not int_in(r[F_MAX], 1, 1001) and 'max_attempts')
+              or (not int_in(r[F_TTL], 1, MAX_MS) and 'result_ttl_ms') or nil
+            if bad then
+              malformed(id, r, now, bad)
+            elseif has_flag(r, CANCEL_FLAG) then
+              finalize(id, r, CANCELLED, now, 'cancelled', 'cancelled while running')
+            elseif r[F_ATTEMPTS] >= r[F_MAX] then
+              local msg = 'lease expired: the worker running attempt ' .. r[F_ATTEMPTS] .. ' stopped renewing it'
+              if r[F_MAX] > 1 then
+                finalize(id, r, DEAD, now, 'worker_lost', msg); dead[#dead + 1] = now; dead[#dead + 1] = id
+              else
+                finalize(id, r, FAILED, now, 'worker_lost', msg)
+              end
+            else
+              r[F_STATUS] = QUEUED; r[F_WORKER] = ''; r[F_STARTED] = 0
+              r[F_ERROR_TYPE] = 'worker_lost'; r[F_ERROR_MESSAGE] = 'lease expired: the worker stopped renewing it'
+              if r[F_KIND] == 'cpu' then cpu_ids[#cpu_ids + 1] = id else io_ids[#io_ids + 1] = id end
+            end
+            put(id, r)
+          end
+        end
+        redis.call('ZREM', KEYS[2], unpack(ids))
+        -- Reclaimed jobs run next.
+        if #io_ids > 0 then redis.call('LPUSH', KEYS[4], unpack(io_ids)) end
+        if #cpu_ids > 0 then redis.call('LPUSH', KEYS[5], unpack(cpu_ids)) end
+        if #dead > 0 then redis.call('ZADD', KEYS[6], unpack(dead)) end
+      end
+    end
+
+    -- 2. Due retries.
+    local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, limit)
+    if #due > 0 then
+      local raws = redis.call('HMGET', jobs, unpack(due))
+      local io_ids, cpu_ids = {}, {}
+      for i, id in ipairs(due) do
+        local r = load(raws[i])
+        if r and r[F_STATUS] == RETRYING then
+          r[F_STATUS] = QUEUED; put(id, r); promoted = promoted + 1
+          if r[F_KIND] == 'cpu' then cpu_ids[#cpu_ids + 1] = id else io_ids[#io_ids + 1] = id end
         end
       end
+      redis.call('ZREM', KEYS[3], unpack(due))
+      if #io_ids > 0 then redis.call('RPUSH', KEYS[4], unpack(io_ids)) end
+      if #cpu_ids > 0 then redis.call('RPUSH', KEYS[5], unpack(cpu_ids)) end
     end
-    local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
-    for _, id in ipairs(due) do
-      redis.call('ZREM', KEYS[2], id)
-      local jk = P .. 'job:' .. id
-      local f = redis.call('HMGET', jk, 'status', 'kind')
-      if f[1] == 'retrying' then
-        promoted = promoted + 1
-        redis.call('HSET', jk, 'status', 'queued')
-        redis.call('LPUSH', f[2] == 'cpu' and KEYS[4] or KEYS[3], id)
-      end
-    end
-    local function drop_dead(id)
-      redis.call('ZREM', KEYS[5], id)
-      redis.call('DEL', P .. 'job:' .. id, P .. 'done:' .. id)
-      trimmed = trimmed + 1
-    end
-    for _, id in ipairs(redis.call('ZRANGE', KEYS[5], 0, 49)) do
-      if redis.call('EXISTS', P .. 'job:' .. id) == 0 then redis.call('ZREM', KEYS[5], id) end
-    end
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - dead_age, 'LIMIT', 0, limit)) do drop_dead(id) end
-    local over = redis.call('ZCARD', KEYS[5]) - dead_max
-    if over > 0 then
-      for _, id in ipairs(redis.call('ZRANGE', KEYS[5], 0, math.min(over, limit) - 1)) do drop_dead(id) end
-    end
-    local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
     local next_due = -1
-    if nxt[2] then next_due = tonumber(nxt[2]) end
-    return {reclaimed, promoted, next_due, trimmed}
-    """)
+    local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+    if first[2] then next_due = tonumber(first[2]) end
 
-    /// KEYS: running. ARGV: P, deadline, then ids.
-    /// Gives a lease (until `deadline`) to each listed job that is marked running but has none, so
-    /// the reaper can reclaim it if no worker renews it. Returns how many it found.
-    public static let sweep = Script(name: "sweep", body: """
-    local P, deadline = ARGV[1], tonumber(ARGV[2])
-    local found = 0
-    for i = 3, #ARGV do
-      local id = ARGV[i]
-      if redis.call('HGET', P .. 'job:' .. id, 'status') == 'running' and not redis.call('ZSCORE', KEYS[1], id) then
-        redis.call('ZADD', KEYS[1], deadline, id)
-        found = found + 1
+    -- Records changed above are written before any is deleted below.
+    commit(jobs, KEYS[7], q)
+
+    -- 3. Expired results, a batch of index members at a time (at most about 10 x limit ids).
+    local members = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, 64)
+    if #members > 0 then
+      local ids, taken = {}, {}
+      for _, m in ipairs(members) do
+        if #ids >= limit * 10 then break end
+        taken[#taken + 1] = m
+        for id in string.gmatch(m, '%S+') do ids[#ids + 1] = id end
       end
+      -- A record changes after it is final only through retry_dead, which lists it in Q:revived;
+      -- only those are read before deleting (the others are due by construction).
+      local doomed, revived = {}, {}
+      local any_revived = redis.call('SCARD', KEYS[8]) > 0
+      for i = 1, #ids, 1000 do
+        local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
+        local flags = any_revived and redis.call('SMISMEMBER', KEYS[8], unpack(chunk)) or {}
+        for k, id in ipairs(chunk) do
+          if flags[k] == 1 then revived[#revived + 1] = id else doomed[#doomed + 1] = id end
+        end
+      end
+      if #revived > 0 then
+        local raws = redis.call('HMGET', jobs, unpack(revived))
+        local settled = {}
+        for k, id in ipairs(revived) do
+          local r = load(raws[k])
+          if r and r[F_STATUS] >= SUCCEEDED then
+            local ttl = int_in(r[F_TTL], 1, MAX_MS) and r[F_TTL] or DEFAULT_TTL
+            if math.ceil((r[F_FINISHED] + ttl) / 1000) * 1000 <= now then
+              doomed[#doomed + 1] = id; settled[#settled + 1] = id
+            end
+          elseif not r then
+            settled[#settled + 1] = id
+          end
+        end
+        if #settled > 0 then redis.call('SREM', KEYS[8], unpack(settled)) end
+      end
+      for i = 1, #doomed, 7000 do redis.call('HDEL', jobs, unpack(doomed, i, math.min(i + 6999, #doomed))) end
+      expired = #doomed
+      redis.call('ZREM', KEYS[7], unpack(taken))
     end
-    return found
+
+    -- 4. The dead-letter set: entries whose record expired, then the age and count caps.
+    local oldest = redis.call('ZRANGE', KEYS[6], 0, 49)
+    if #oldest > 0 then
+      local exists = redis.call('HMGET', jobs, unpack(oldest))
+      local gone = {}
+      for i, id in ipairs(oldest) do if not exists[i] then gone[#gone + 1] = id end end
+      if #gone > 0 then redis.call('ZREM', KEYS[6], unpack(gone)) end
+    end
+    local function drop(ids)
+      if #ids == 0 then return end
+      redis.call('ZREM', KEYS[6], unpack(ids))
+      redis.call('HDEL', jobs, unpack(ids))
+      -- Their expiry members remain: a new job reusing one of these ids must not be deleted by
+      -- them, so reap reads these ids before deleting (and forgets them once their record is gone).
+      redis.call('SADD', KEYS[8], unpack(ids))
+      trimmed = trimmed + #ids
+    end
+    drop(redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now - dead_max_age, 'LIMIT', 0, limit))
+    local over = redis.call('ZCARD', KEYS[6]) - dead_max
+    if over > 0 then drop(redis.call('ZRANGE', KEYS[6], 0, math.min(over, limit) - 1)) end
+
+    return {reclaimed, promoted, next_due, trimmed, expired}
     """)
 }

@@ -1,11 +1,11 @@
 import KilnRedis
 import Synchronization
 
-/// The version marker `P:version` (`docs/protocol.md`, "Version marker"): a string holding the
-/// protocol version of the data under the prefix. Writers set it if it is missing (`SET NX`);
-/// anyone who finds another version stops before reading or writing anything else.
+/// The version marker `P:version` (`docs/protocol.md`, "Version marker"): `3`. A prefix
+/// without it is empty (then writers set it) unless `P:queues` exists: that is protocol v2 data,
+/// written before v2 had a marker. Anything else stops the caller before it reads or writes more.
 extension KilnStore {
-    /// The protocol version this Kiln speaks (the version of its scripts).
+    /// The protocol version this store speaks.
     public static var protocolVersion: Int { KilnScripts.version }
 
     /// What this store already knows about the marker, shared by the stores made from it.
@@ -15,31 +15,39 @@ extension KilnStore {
     }
 
     /// Checks the prefix's version marker once per store (later calls return at once). With
-    /// `mark`, a missing marker is written (a producer about to enqueue, a worker starting);
-    /// without, a missing one is fine (a prefix nobody wrote yet). Throws
-    /// `KilnError(.versionMismatch)` if the marker names another version.
+    /// `mark`, a missing marker on an empty prefix is written (`SET NX`); without, an empty prefix
+    /// is fine as it is. Throws `KilnError(.versionMismatch)` if the marker names another version,
+    /// or is missing while `P:queues` exists (v2 data). A refusal writes nothing.
     public func checkVersion(mark: Bool) async throws {
         let known = marker.state.withLock { $0 }
         if known == .marked || (known == .matches && !mark) { return }
-        let key = keys.version
         let mine = String(Self.protocolVersion)
-        let found: String?
-        if mark {
-            let r = try await connection.pipeline([["SET", key, mine, "NX"], ["GET", key]])
-                .checked(command: "SET/GET \(key)", address: address)
-            found = r[1].string
-        } else {
-            found = try await connection.send(["GET", key]).string
+        let r = try await connection.pipeline([["GET", keys.version], ["EXISTS", keys.queues]])
+            .checked(command: "GET/EXISTS", address: address)
+        var found = r[0].string
+        if found == nil, r[1].int == 1 { found = "2" }
+        if found == nil, mark {
+            let set = try await connection.pipeline([["SET", keys.version, mine, "NX"], ["GET", keys.version]])
+                .checked(command: "SET/GET \(keys.version)", address: address)
+            found = set[1].string
         }
         if let found, found != mine {
+            if let v = Int(found), v >= 1, v < Self.protocolVersion, found.utf8.count <= 20 {
+                throw KilnError.olderProtocolData(prefix: prefix, found: found, mine: mine)
+            }
             throw KilnError.versionMismatch(prefix: prefix, found: found, mine: mine)
         }
-        let learned: VersionGate.State = mark ? .marked : .matches
+        let learned: VersionGate.State = found == nil ? .matches : .marked
         marker.state.withLock { if $0 != .marked { $0 = learned } }
     }
 }
 
 extension KilnError {
+    /// The prefix holds data of an older protocol version, which this Kiln does not migrate.
+    static func olderProtocolData(prefix: String, found: String, mine: String) -> KilnError {
+        KilnError(.versionMismatch, "prefix '\(SafeText.escaped(prefix))' holds protocol v\(found) data but this kiln speaks v\(mine); drain it with a v\(found) worker, or use another --prefix / KILN_PREFIX")
+    }
+
     /// The prefix holds data of another protocol version than this Kiln speaks.
     static func versionMismatch(prefix: String, found: String, mine: String) -> KilnError {
         let what = found.utf8.count <= 20 && found.allSatisfy({ $0.isNumber }) ? "protocol v\(found) data" : "data of an unknown protocol version ('\(SafeText.escaped(String(found.prefix(20))))')"

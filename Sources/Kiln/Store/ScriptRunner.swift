@@ -2,14 +2,12 @@ import KilnRedis
 import Synchronization
 
 /// One Lua script as a store runs it: a name (for errors, and the key of its SHA in the cache) and
-/// its full text, prelude included. `KilnScripts.Script` (protocol v2) and `KilnScriptsV3.Script`
-/// (protocol v3) are the two kinds.
+/// its full text, prelude included. `KilnScripts.Script` is the one kind.
 public protocol StoreScript: Sendable {
     var name: String { get }
     var source: String { get }
 }
 
-extension KilnScripts.Script: StoreScript {}
 
 /// Script SHAs a store (and the stores made from it) loaded, by script name. One cache holds the
 /// scripts of one protocol version: names are unique within a version only.
@@ -19,7 +17,7 @@ final class ScriptCache: Sendable {
 
 /// Running a store's Lua scripts: by SHA (`EVALSHA`), loading each one (`SCRIPT LOAD`) the first
 /// time and again if the server lost it (restart, `SCRIPT FLUSH`). The only place that sends
-/// `EVALSHA`; `KilnStore` and `KilnStoreV3` both run their scripts through it.
+/// `EVALSHA`; `KilnStore` runs their scripts through it.
 struct ScriptRunner: Sendable {
     let connection: RedisConnection
     let shas: ScriptCache

@@ -1,12 +1,12 @@
 import KilnRedis
 
 /// `sweep`: jobs marked running without a lease entry get one, so the reaper can reclaim them.
-extension KilnStoreV3 {
+extension KilnStore {
     /// One page of the sweep: `HSCAN` over `Q:jobs` from `cursor`, inside the script (no record
     /// crosses the network); each running job without a lease entry gets one until `deadline`.
     /// Returns the next cursor ("0" when the pass is done) and how many it found.
     public func sweep(queue: String, cursor: String, count: Int = 500, deadline: Int64) async throws -> (next: String, found: Int) {
-        let r = try await run(KilnScriptsV3.sweep, keys: [keys.jobs(queue), keys.leases(queue)],
+        let r = try await run(KilnScripts.sweep, keys: [keys.jobs(queue), keys.leases(queue)],
                               args: [keys.queuePrefix(queue), String(deadline), cursor, String(count)]).array
         guard r.count == 2, let next = r[0].string, let found = r[1].int else {
             throw KilnError(.protocolViolation, "unexpected sweep reply from Redis at \(address) for queue \(SafeText.escaped(queue))")
@@ -27,7 +27,7 @@ extension KilnStoreV3 {
     }
 }
 
-extension KilnScriptsV3 {
+extension KilnScripts {
     /// KEYS: Q:jobs, Q:leases. ARGV: Q, deadline, cursor, count. One `HSCAN` page; each running
     /// record without a `Q:leases` entry gets `ZADD leases deadline id`. Returns {next cursor, found}.
     public static let sweep = Script(name: "sweep", body: """

@@ -2,7 +2,7 @@ import KilnRedis
 
 /// Reading job records: the `get` script (records are MessagePack inside Redis; `get` hands them
 /// out as text, so no client needs MessagePack).
-extension KilnStoreV3 {
+extension KilnStore {
     /// The record of `id` in `queue`, or nil if there is none.
     public func record(queue: String, id: String) async throws -> JobRecord? {
         try await records(queue: queue, ids: [id])[0]
@@ -11,17 +11,17 @@ extension KilnStoreV3 {
     /// The records of `ids` in `queue`, in order (nil where there is none): 500 ids per `get`
     /// call, all calls in one pipeline.
     public func records(queue: String, ids: [String]) async throws -> [JobRecord?] {
-        let replies = try await runBatched(KilnScriptsV3.get, keys: [keys.jobs(queue)], head: [keys.queuePrefix(queue)], items: ids.map { [$0] })
+        let replies = try await runBatched(KilnScripts.get, keys: [keys.jobs(queue)], head: [keys.queuePrefix(queue)], items: ids.map { [$0] })
         return zip(ids, replies).map { id, fields in JobRecord(fields: fields, id: id, queue: queue) }
     }
 
     /// The first of `queues` (in order) that holds a record of `id`, with the record.
     public func find(id: String, in queues: [String]) async throws -> (queue: String, record: JobRecord)? {
-        let calls = queues.map { q in ScriptRunner.Call(script: KilnScriptsV3.get, keys: [keys.jobs(q)], args: [keys.queuePrefix(q), id]) }
+        let calls = queues.map { q in ScriptRunner.Call(script: KilnScripts.get, keys: [keys.jobs(q)], args: [keys.queuePrefix(q), id]) }
         // An error reply (LOADING after a restart) is not "no such job": it throws.
         let replies = try await runner.runPipelined(calls)
         for (q, reply) in zip(queues, replies) {
-            if let rec = JobRecord(fields: try runner.expectOK(reply, KilnScriptsV3.get).array.first ?? .null, id: id, queue: q) {
+            if let rec = JobRecord(fields: try runner.expectOK(reply, KilnScripts.get).array.first ?? .null, id: id, queue: q) {
                 return (q, rec)
             }
         }
@@ -40,9 +40,9 @@ extension KilnStoreV3 {
     }
 }
 
-extension KilnScriptsV3 {
+extension KilnScripts {
     /// KEYS: Q:jobs. ARGV: Q, then ids. Read-only: for each id a flat array of field, value
-    /// pairs named as in the record table of `docs/protocol-v3.md`, all text (`status` as its
+    /// pairs named as in the record table of `docs/protocol.md`, all text (`status` as its
     /// name); an empty array for no such job.
     public static let get = Script(name: "get", body: """
     -- get
@@ -69,4 +69,14 @@ extension KilnScriptsV3 {
     end
     return out
     """)
+}
+
+extension KilnStore {
+    /// Whether every job in `jobs` (all of `queue`) exists with this type, payload and
+    /// `enqueued_at == now`: written by an earlier try of the same enqueue call. (The `enqueue`
+    /// script recognises a retry of a whole call itself; this covers a caller that split it.)
+    public func jobsMatch(queue: String, _ jobs: [NewJob], enqueuedAt now: Int64) async throws -> Bool {
+        let found = try await records(queue: queue, ids: jobs.map(\.id))
+        return zip(jobs, found).allSatisfy { j, r in r?.type == j.type && r?.payload == j.payload && r?.enqueuedAt == now }
+    }
 }

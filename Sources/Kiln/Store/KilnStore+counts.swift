@@ -1,7 +1,7 @@
 import KilnRedis
 
 /// Reading queues: names, counts, whether jobs exist, the done channel. Plain commands, no scripts.
-extension KilnStoreV3 {
+extension KilnStore {
     /// Names of every queue ever enqueued to, sorted.
     public func queueNames() async throws -> [String] {
         try await connection.send(["SMEMBERS", keys.queues]).array.compactMap(\.string).sorted()
@@ -37,5 +37,13 @@ extension KilnStoreV3 {
     /// The queue and job ids a message on a done channel names (nil for another channel).
     public func parseDone(channel: String, message: String) -> (queue: String, ids: [String])? {
         KilnStore.parseDone(channel: channel, message: message, head: keys.queuePrefix(""))
+    }
+
+    /// `parseDone` from a store: `head` is
+    /// the key prefix of the empty queue name, "P:{}:".
+    static func parseDone(channel: String, message: String, head: String) -> (queue: String, ids: [String])? {
+        guard channel.hasPrefix(String(head.prefix(head.count - 3))), channel.hasSuffix("}:done"),
+              let open = channel.firstIndex(of: "{"), let close = channel.lastIndex(of: "}"), open < close else { return nil }
+        return (String(channel[channel.index(after: open)..<close]), message.split(separator: " ").map(String.init))
     }
 }

@@ -1,18 +1,39 @@
 import KilnRedis
 
+/// Why `extend` tells a worker to stop a job.
+public enum LeaseVerdict: String, Sendable, Equatable {
+    /// Someone cancelled it (its lease was still renewed).
+    case cancel
+    /// It is no longer running under this attempt's token: another attempt owns it.
+    case lost
+}
+
+/// What `release` did with a job handed back.
+public enum ReleaseReply: String, Sendable, Equatable {
+    /// Back at the front of its queue; the attempt is not counted.
+    case released
+    /// It had been cancelled meanwhile: finalized `cancelled`.
+    case cancelled
+    /// Its record went out of range while it ran: finalized `failed` (`malformed_envelope`).
+    case failed
+    /// The attempt no longer held the lease: nothing changed.
+    case stale
+}
+
+
 /// Handing leased jobs back: `release`, many jobs per call.
-extension KilnStoreV3 {
+extension KilnStore {
     /// Hands leased jobs of `queue` back without counting their attempts, each onto the front of
     /// the ready list of its `kind` (on shutdown, or to move a job to the kind of slot its handler
     /// needs). Up to 500 jobs per atomic call, all calls in one pipeline. One reply per job (a job
     /// named twice goes in two calls, in order).
     public func release(queue: String, jobs: [(id: String, token: String, kind: JobKind)], now: Int64) async throws -> [ReleaseReply] {
         let replies = try await runBatched(
-            KilnScriptsV3.release,
+            KilnScripts.release,
             keys: [keys.jobs(queue), keys.leases(queue), keys.ready(queue, .io), keys.ready(queue, .cpu), keys.expiry(queue)],
             head: [keys.queuePrefix(queue), String(now)], items: jobs.map { [$0.id, $0.token, $0.kind.rawValue] })
         return try replies.map { r in
-            guard let word = r.string.flatMap(ReleaseReply.init(rawValue:)) else { throw unexpected(KilnScriptsV3.release, r) }
+            guard let word = r.string.flatMap(ReleaseReply.init(rawValue:)) else { throw unexpected(KilnScripts.release, r) }
             return word
         }
     }
@@ -23,7 +44,7 @@ extension KilnStoreV3 {
     }
 }
 
-extension KilnScriptsV3 {
+extension KilnScripts {
     /// KEYS: Q:jobs, Q:leases, Q:ready:io, Q:ready:cpu, Q:expiry. ARGV: Q, now, then 3 per job:
     /// id, token, kind. Each job running under its token goes back to `queued` (attempt not
     /// counted, `LPUSH`: it runs next) or, if cancel was requested, ends `cancelled`. Returns per

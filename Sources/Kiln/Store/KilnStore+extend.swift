@@ -1,7 +1,7 @@
 import KilnRedis
 
 /// Holding leases: `extend` (the heartbeat).
-extension KilnStoreV3 {
+extension KilnStore {
     /// Renews the leases of `jobs` (id, token) of `queue` to the later of `deadline` and Redis's
     /// clock + `lease`. Returns the jobs to stop: `.cancel` (cancel requested; the lease was still
     /// renewed) or `.lost` (no longer running under this token). Blocking: for the heartbeat's
@@ -11,12 +11,12 @@ extension KilnStoreV3 {
         var args = [keys.queuePrefix(queue), String(deadline), String(KilnDuration.milliseconds(lease))]
         args.reserveCapacity(3 + jobs.count * 2)
         for j in jobs { args.append(j.id); args.append(j.token) }
-        let f = try runner.runBlocking(KilnScriptsV3.extend, keys: [keys.jobs(queue), keys.leases(queue)], args: args).array.map { $0.string ?? "" }
+        let f = try runner.runBlocking(KilnScripts.extend, keys: [keys.jobs(queue), keys.leases(queue)], args: args).array.map { $0.string ?? "" }
         return stride(from: 0, to: f.count - 1, by: 2).map { i in (f[i], f[i + 1] == "cancel" ? .cancel : .lost) }
     }
 }
 
-extension KilnScriptsV3 {
+extension KilnScripts {
     /// KEYS: Q:jobs, Q:leases. ARGV: Q, deadline, lease_ms, then pairs id, token. Each job still
     /// running under its token gets the later of `deadline` and Redis's clock + lease_ms (an
     /// existing lease entry only: `ZADD XX`). Returns flat pairs id, reason for the jobs to stop:
