@@ -57,13 +57,13 @@ extension StoreV3Tests {
         let ready = s.keys.ready(Self.q, .io)
         let prelude = s.keys.queuePrefix(Self.q)
         for (what, script, keys, args) in [
-            ("fetch with a bad now", KilnScriptsV3.fetch, [ready, s.keys.jobs(Self.q), s.keys.leases(Self.q), s.keys.expiry(Self.q)],
+            ("fetch with a bad now", KilnScripts.fetch, [ready, s.keys.jobs(Self.q), s.keys.leases(Self.q), s.keys.expiry(Self.q)],
              [prelude, "soon", "10", "w:1", "30000", "4000"]),
-            ("fetch of 100000 jobs", KilnScriptsV3.fetch, [ready, s.keys.jobs(Self.q), s.keys.leases(Self.q), s.keys.expiry(Self.q)],
+            ("fetch of 100000 jobs", KilnScripts.fetch, [ready, s.keys.jobs(Self.q), s.keys.leases(Self.q), s.keys.expiry(Self.q)],
              [prelude, String(now), "100000", "w:1", "30000", "4000"]),
-            ("cancel with a bad now", KilnScriptsV3.cancel, [s.keys.jobs(Self.q), s.keys.later(Self.q), ready, s.keys.ready(Self.q, .cpu), s.keys.expiry(Self.q)],
+            ("cancel with a bad now", KilnScripts.cancel, [s.keys.jobs(Self.q), s.keys.later(Self.q), ready, s.keys.ready(Self.q, .cpu), s.keys.expiry(Self.q)],
              [prelude, "x", "kiln:cancel", "a"]),
-            ("cancel naming a twice", KilnScriptsV3.cancel, [s.keys.jobs(Self.q), s.keys.later(Self.q), ready, s.keys.ready(Self.q, .cpu), s.keys.expiry(Self.q)],
+            ("cancel naming a twice", KilnScripts.cancel, [s.keys.jobs(Self.q), s.keys.later(Self.q), ready, s.keys.ready(Self.q, .cpu), s.keys.expiry(Self.q)],
              [prelude, String(now), "kiln:cancel", "a", "a"]),
         ] {
             let reply = try await r.pipeline([["EVAL", script.source, String(keys.count)] + keys + args])[0]

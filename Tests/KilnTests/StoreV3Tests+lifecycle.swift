@@ -3,15 +3,15 @@ import Kiln
 import KilnRedis
 import Testing
 
-/// `KilnStoreV3`: cancel, release, extend, reap, sweep, dead letters, malformed records, result
+/// `KilnStore`: cancel, release, extend, reap, sweep, dead letters, malformed records, result
 /// expiry and the version marker.
 extension StoreV3Tests {
-    func reap(_ s: KilnStoreV3, at now: Int64, reclaim: Bool = true) async throws -> ReapReport {
+    func reap(_ s: KilnStore, at now: Int64, reclaim: Bool = true) async throws -> ReapReport {
         try await s.reap(queue: Self.q, now: now, reclaim: reclaim, deadMax: 10_000, deadMaxAge: .seconds(604_800))
     }
 
     /// `extendBlocking` on a thread of its own, as the heartbeat runs it.
-    func extend(_ s: KilnStoreV3, _ jobs: [(id: String, token: String)], deadline: Int64) async throws -> [String] {
+    func extend(_ s: KilnStore, _ jobs: [(id: String, token: String)], deadline: Int64) async throws -> [String] {
         try await withCheckedThrowingContinuation { c in
             Thread {
                 c.resume(with: Result { try s.extendBlocking(queue: Self.q, jobs: jobs, deadline: deadline, lease: .seconds(30)).map { "\($0.id):\($0.verdict.rawValue)" } })
@@ -210,7 +210,7 @@ extension StoreV3Tests {
     }
 }
 
-/// `KilnStoreV3`: batching details (one `now` per finish call, jobs named twice in one batch).
+/// `KilnStore`: batching details (one `now` per finish call, jobs named twice in one batch).
 extension StoreV3Tests {
     @Test func aFinishGroupIsWrittenWithItsLatestEndAndRecognisedAgain() async throws {
         let s = makeStore()

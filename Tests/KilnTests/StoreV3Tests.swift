@@ -4,7 +4,7 @@ import KilnRedis
 import Synchronization
 import Testing
 
-/// `KilnStoreV3` (protocol v3, `docs/protocol-v3.md`) against a real redis-server: every scenario
+/// `KilnStore` (protocol v3, `docs/protocol-v3.md`) against a real redis-server: every scenario
 /// of `design/v3/check.py` (which runs the same Lua from Python), through the typed methods. Each test has a prefix of its own.
 @Suite struct StoreV3Tests {
     let redis = TestRedis.shared
@@ -12,31 +12,31 @@ import Testing
 
     func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    func makeStore() -> KilnStoreV3 {
-        KilnStoreV3(prefix: TestRedis.uniquePrefix(), connection: RedisConnection(configuration: redis.configuration))
+    func makeStore() -> KilnStore {
+        KilnStore(prefix: TestRedis.uniquePrefix(), connection: RedisConnection(configuration: redis.configuration))
     }
 
     func job(_ id: String, kind: JobKind = .io, payload: String = "null", maxAttempts: Int = 4, ttl: Int64 = 86_400_000) -> NewJob {
         NewJob(id: id, type: "noop", kind: kind, payload: payload, maxAttempts: maxAttempts, timeoutMs: 300_000, resultTTLms: ttl)
     }
 
-    func enqueue(_ s: KilnStoreV3, _ jobs: [NewJob], now: Int64) async throws -> EnqueueReply {
+    func enqueue(_ s: KilnStore, _ jobs: [NewJob], now: Int64) async throws -> EnqueueReply {
         try await s.enqueue([(Self.q, jobs[...])], registering: [Self.q], now: now)[0]
     }
 
-    func fetch(_ s: KilnStoreV3, now: Int64, kind: JobKind = .io, lease: Duration = .seconds(30)) async throws -> [FetchedJob] {
+    func fetch(_ s: KilnStore, now: Int64, kind: JobKind = .io, lease: Duration = .seconds(30)) async throws -> [FetchedJob] {
         try await s.fetch(queue: Self.q, kind: kind, max: 50, worker: "w1:1", lease: lease, leaseMargin: .seconds(4), now: now)
     }
 
     /// Enqueues `j` and leases it (alone): its token.
-    func leased(_ s: KilnStoreV3, _ j: NewJob, now: Int64, lease: Duration = .seconds(30)) async throws -> String {
+    func leased(_ s: KilnStore, _ j: NewJob, now: Int64, lease: Duration = .seconds(30)) async throws -> String {
         #expect(try await enqueue(s, [j], now: now) == .written)
         let got = try await fetch(s, now: now, kind: j.kind, lease: lease)
         #expect(got.map(\.id) == [j.id])
         return try #require(got.first).token
     }
 
-    func finish(_ s: KilnStoreV3, _ attempts: [AttemptOutcome]) async throws -> [FinishReply?] {
+    func finish(_ s: KilnStore, _ attempts: [AttemptOutcome]) async throws -> [FinishReply?] {
         try await s.finish([(Self.q, attempts[...])])[0].get()
     }
 
@@ -44,7 +44,7 @@ import Testing
         AttemptOutcome(id: id, token: token, ending: .failed, errorType: "error", errorMessage: "boom", retryDelayMs: delay, endedAt: now)
     }
 
-    func redisInt(_ s: KilnStoreV3, _ command: String...) async throws -> Int? {
+    func redisInt(_ s: KilnStore, _ command: String...) async throws -> Int? {
         try await s.connection.send(command).int
     }
 
@@ -76,7 +76,7 @@ import Testing
         #expect(repeated.contains("job 2: id repeats job 1"), "\(repeated)")
         #expect(try await redisInt(s, "EXISTS", s.keys.jobs(Self.q), s.keys.ready(Self.q, .io)) == 0, "a refused call wrote something")
         await #expect(throws: KilnError.self) { try await s.enqueue([(Self.q, [][...])], registering: [], now: now) }
-        let tooMany = (0...KilnStoreV3.enqueueChunk).map { job("j\($0)") }
+        let tooMany = (0...KilnStore.enqueueChunk).map { job("j\($0)") }
         await #expect(throws: KilnError.self) { try await s.enqueue([(Self.q, tooMany[...])], registering: [], now: now) }
     }
 
