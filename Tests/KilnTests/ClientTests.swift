@@ -30,7 +30,7 @@ import Testing
         let rec = try await job.record()
         #expect(rec.status == .queued && rec.type == "echo" && rec.payload == "{\"a\":1}")
         #expect(rec.maxAttempts == 3 && rec.timeoutMs == 7000 && rec.kind == .io && rec.attempts == 0)
-        #expect(try await client.connection.send(["LRANGE", client.store.keys.pending("default", .io), "0", "-1"]).array == [.bulk(job.id)])
+        #expect(try await client.connection.send(["LRANGE", client.store.keys.ready("default", .io), "0", "-1"]).array == [.bulk(job.id)])
         #expect(try await client.queueStats() == [QueueStats(name: "default", queued: 1, running: 0, retrying: 0, dead: 0)])
     }
 
@@ -205,8 +205,10 @@ import Testing
         let job = try await client.enqueue("noop", options: JobOptions(resultTTL: .seconds(60)))
         let l = try await lease(client)
         _ = try await finish(client, job.id, token: l[0].token, outcome: "succeeded", result: "null")
-        let ttl = try await client.connection.send(["PTTL", client.store.keys.job("default", job.id)]).int ?? -1
-        #expect(ttl > 50_000 && ttl <= 60_000)
+        // No TTL per record: the id is indexed in Q:expiry at finished_at + result TTL.
+        let at = try #require(try await RawRecord.expiresAt(client.store, id: job.id))
+        let left = at - nowMs()
+        #expect(left > 50_000 && left <= 60_000, "expires in \(left) ms")
     }
 }
 
@@ -238,8 +240,8 @@ extension ClientTests {
         let now = nowMs()
         _ = try await client.store.fetch(queue: "default", kind: .io, max: 2, worker: "w", lease: .seconds(30), leaseMargin: .seconds(2), now: Int64(now))
         let after = Int(nowMs())
-        let s = try await client.connection.send(["ZSCORE", k.running("default"), short.id]).int ?? 0
-        let l = try await client.connection.send(["ZSCORE", k.running("default"), long.id]).int ?? 0
+        let s = try await client.connection.send(["ZSCORE", k.leases("default"), short.id]).int ?? 0
+        let l = try await client.connection.send(["ZSCORE", k.leases("default"), long.id]).int ?? 0
         // Leases run from the later of `now` and Redis's clock at the call (LeaseClockTests).
         #expect((Int(now) + 3000...after + 3000).contains(s))    // timeout 1 s + margin 2 s
         #expect((Int(now) + 30_000...after + 30_000).contains(l))  // capped by the worker's lease

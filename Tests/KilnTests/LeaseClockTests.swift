@@ -16,7 +16,7 @@ extension ClientTests {
         let stamped = nowMs() - 10_000  // the worker stamped it 10 s before Redis saw it
         let before = Int(nowMs())
         _ = try await client.store.fetch(queue: q, kind: .io, max: 1, worker: "w", lease: .seconds(2), leaseMargin: .seconds(4), now: Int64(stamped))
-        let deadline = try await client.connection.send(["ZSCORE", k.running(q), job.id]).int ?? 0
+        let deadline = try await client.connection.send(["ZSCORE", k.leases(q), job.id]).int ?? 0
         #expect(deadline >= before + 2000, "the lease ended \(before + 2000 - deadline) ms too early")
         // The reaper of another worker, running now, must not take it back.
         _ = try await client.store.reap(queue: q, now: Int64(nowMs()), limit: 100, reclaim: true, deadMax: 10_000, deadMaxAge: .seconds(604_800))
@@ -34,12 +34,12 @@ extension ClientTests {
         // A renewal stamped 10 s ago: its own deadline (stamp + 2 s) is already past.
         let r = try client.store.extendBlocking(queue: q, jobs: [(job.id, leased[0].token)], deadline: Int64(nowMs() - 8000), lease: .seconds(2))
         #expect(r.isEmpty)
-        let deadline = try await client.connection.send(["ZSCORE", k.running(q), job.id]).int ?? 0
+        let deadline = try await client.connection.send(["ZSCORE", k.leases(q), job.id]).int ?? 0
         #expect(deadline >= before + 2000, "the renewed lease ended \(before + 2000 - deadline) ms too early")
-        // With an empty lease_ms the given deadline is used as it is.
+        // A deadline later than Redis's clock + lease_ms is used as it is.
         let given = Int(nowMs()) + 5000
-        _ = try await client.store.run(KilnScripts.extend, keys: [k.running(q)],
-                                         args: [k.queuePrefix(q), String(given), "", job.id, leased[0].token])
-        #expect(try await client.connection.send(["ZSCORE", k.running(q), job.id]).int == given)
+        _ = try await client.store.run(KilnScripts.extend, keys: [k.jobs(q), k.leases(q)],
+                                         args: [k.queuePrefix(q), String(given), "1", job.id, leased[0].token])
+        #expect(try await client.connection.send(["ZSCORE", k.leases(q), job.id]).int == given)
     }
 }

@@ -7,8 +7,8 @@ import Testing
 import Glibc
 #endif
 
-/// The store layer's two v2 fixes: a retried `finish_many` recognises its own applied write, and
-/// the version marker stops a client, worker or CLI at a prefix of another protocol version.
+/// The store through the client: a retried `finish` recognises its own applied write, and the
+/// version marker stops a client, worker or CLI at a prefix of another protocol version.
 @Suite struct StoreTests {
     let redis = TestRedis.shared
 
@@ -27,7 +27,7 @@ import Glibc
         // The same call twice, as a retry after a dropped connection sends it.
         for _ in 0..<2 {
             let r = try await client.store.finish([("default", [a][...])])
-            guard case .success(let replies) = r[0] else { throw TestFailure("finish_many failed: \(r[0])") }
+            guard case .success(let replies) = r[0] else { throw TestFailure("finish failed: \(r[0])") }
             out += replies
         }
         return out
@@ -52,8 +52,9 @@ import Glibc
         let rec = try #require(try await client.store.record(queue: "default", id: id))
         #expect(rec.status == left && rec.attempts == 1)
         if left.isFinal {
-            // Written once: one status word on the done list.
-            #expect(try await client.connection.send(["LLEN", client.store.keys.done("default", id)]).int == 1)
+            // Written once: indexed for expiry once.
+            #expect(try await client.connection.send(["ZCARD", client.store.keys.expiry("default")]).int == 1)
+            #expect(try await RawRecord.expiresAt(client.store, id: id) != nil)
         }
     }
 
@@ -81,11 +82,14 @@ import Glibc
 
     // MARK: version marker
 
-    static let otherVersions = ["3", "banana"]
+    static let otherVersions = ["2", "4", "banana"]
 
     func expectedLine(_ prefix: String, _ found: String) -> String {
-        let what = found == "3" ? "protocol v3 data" : "data of an unknown protocol version ('\(found)')"
-        return "kiln: error: prefix '\(prefix)' holds \(what) but this kiln speaks v2; upgrade kiln, or use another --prefix / KILN_PREFIX\n"
+        if found == "2" {
+            return "kiln: error: prefix '\(prefix)' holds protocol v2 data but this kiln speaks v3; drain it with a v2 worker, or use another --prefix / KILN_PREFIX\n"
+        }
+        let what = found == "4" ? "protocol v4 data" : "data of an unknown protocol version ('\(found)')"
+        return "kiln: error: prefix '\(prefix)' holds \(what) but this kiln speaks v3; upgrade kiln, or use another --prefix / KILN_PREFIX\n"
     }
 
     @Test func writersSetTheMarkerOnce() async throws {
@@ -94,7 +98,7 @@ import Glibc
         #expect(try await client.queueStats().isEmpty)
         #expect(try await client.connection.send(["EXISTS", client.store.keys.version]).int == 0, "a reader wrote the marker")
         _ = try await client.enqueue("echo", json: "1")
-        #expect(try await client.connection.send(["GET", client.store.keys.version]).string == "2")
+        #expect(try await client.connection.send(["GET", client.store.keys.version]).string == "3")
     }
 
     @Test func aStartingWorkerSetsTheMarker() async throws {

@@ -197,3 +197,15 @@ extension KilnScripts {
     return statuses
     """)
 }
+
+extension KilnStore {
+    /// Writes one attempt's outcome (`finish` with one attempt); for tools and tests, the worker
+    /// batches through `finish(_:)`. A refused call throws its error reply.
+    public func finishOne(queue: String, _ attempt: AttemptOutcome) async throws -> FinishReply {
+        let r = try await finish([(queue, [attempt][...])])[0]
+        guard let reply = try r.get().first ?? nil else {
+            throw KilnError(.protocolViolation, "unexpected reply to finish from Redis at \(address)")
+        }
+        return reply
+    }
+}

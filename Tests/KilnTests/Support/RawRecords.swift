@@ -111,4 +111,16 @@ struct RawRecord {
         let r = try await store.connection.send(["EVAL", script, "1", store.keys.jobs(queue)] + args)
         if case .error(let e) = r { throw TestFailure("patching \(id): \(e)") }
     }
+
+    /// When the result of `id` expires (ms; its score in `Q:expiry`, whose members are the
+    /// space-separated ids one call made final), or nil if it is not indexed.
+    static func expiresAt(_ store: KilnStore, queue: String = "default", id: String) async throws -> Int64? {
+        let all = try await store.connection.send(["ZRANGE", store.keys.expiry(queue), "0", "-1", "WITHSCORES"]).array.compactMap(\.string)
+        var i = 0
+        while i + 1 < all.count {
+            if all[i].split(separator: " ").contains(Substring(id)) { return Int64(Double(all[i + 1]) ?? -1) }
+            i += 2
+        }
+        return nil
+    }
 }

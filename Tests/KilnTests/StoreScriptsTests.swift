@@ -4,9 +4,9 @@ import KilnRedis
 import Synchronization
 import Testing
 
-/// `KilnStore` (protocol v3, `docs/protocol-v3.md`) against a real redis-server: every scenario
+/// `KilnStore` (protocol v3, `docs/protocol.md`) against a real redis-server: every scenario
 /// of `design/v3/check.py` (which runs the same Lua from Python), through the typed methods. Each test has a prefix of its own.
-@Suite struct StoreV3Tests {
+@Suite struct StoreScriptsTests {
     let redis = TestRedis.shared
     static let q = "default"
 

@@ -3,9 +3,9 @@ import Kiln
 import KilnRedis
 import Testing
 
-/// What testing the v3 drafts against Redis found wrong, fixed in the scripts: a reused id after
+/// What testing the v3 scripts against Redis found wrong, fixed in the scripts: a reused id after
 /// a dead-letter trim, lost lease entries, and calls refused before their first write.
-extension StoreV3Tests {
+extension StoreScriptsTests {
     @Test func aReusedIdSurvivesTheExpiryMemberOfItsTrimmedPredecessor() async throws {
         let s = makeStore()
         defer { s.connection.close() }

@@ -5,7 +5,7 @@ import Testing
 
 /// `KilnStore`: cancel, release, extend, reap, sweep, dead letters, malformed records, result
 /// expiry and the version marker.
-extension StoreV3Tests {
+extension StoreScriptsTests {
     func reap(_ s: KilnStore, at now: Int64, reclaim: Bool = true) async throws -> ReapReport {
         try await s.reap(queue: Self.q, now: now, reclaim: reclaim, deadMax: 10_000, deadMaxAge: .seconds(604_800))
     }
@@ -211,7 +211,7 @@ extension StoreV3Tests {
 }
 
 /// `KilnStore`: batching details (one `now` per finish call, jobs named twice in one batch).
-extension StoreV3Tests {
+extension StoreScriptsTests {
     @Test func aFinishGroupIsWrittenWithItsLatestEndAndRecognisedAgain() async throws {
         let s = makeStore()
         defer { s.connection.close() }
