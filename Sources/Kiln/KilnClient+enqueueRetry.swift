@@ -1,7 +1,7 @@
 import KilnRedis
 
 extension KilnClient {
-    /// Whether the jobs at `positions` (one `enqueue_many` call, all of whose ids now exist) were
+    /// Whether the jobs at `positions` (one `enqueue` call, all of whose ids now exist) were
     /// written by an earlier try of this same call whose reply was lost with the connection.
     ///
     /// A fresh id (a ULID made for this call) that exists can only be ours, and the call is all or

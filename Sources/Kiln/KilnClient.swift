@@ -64,7 +64,7 @@ public final class KilnClient: Sendable {
 
     /// Enqueues many jobs in one pipeline and returns their ids in order. Every request is
     /// checked first: if any is invalid nothing is written and the error names its position.
-    /// Jobs of one queue are written by `enqueue_many` calls of up to 500 jobs, each all or
+    /// Jobs of one queue are written by `enqueue` calls of up to 500 jobs, each all or
     /// nothing; an id that already exists refuses its whole call.
     public func enqueueBatch(_ requests: [EnqueueRequest]) async throws -> [String] {
         if requests.isEmpty { return [] }

@@ -172,7 +172,7 @@ final class BenchEnv: Sendable {
     func waitDrained(prefix: String, queue: String, expected: Int, timeout: Duration, worker: SpawnedProcess?) async throws {
         let deadline = ContinuousClock.now + timeout
         let store = KilnStore(prefix: prefix, connection: admin)
-        // Every job must have left the pending lists at least once: check the records' count of
+        // Every job must have left the ready lists at least once: check the records' count of
         // finished jobs only at the end (the caller reads them).
         while true {
             count([["LLEN"], ["LLEN"], ["ZCARD"], ["ZCARD"], ["ZCARD"]])

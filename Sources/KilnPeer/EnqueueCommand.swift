@@ -8,7 +8,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         commandName: "enqueue",
         abstract: "Enqueue COUNT jobs; print {\"count\",\"t_start\",\"t_end\"}.",
         discussion: """
-        bulk: one KilnClient.enqueueBatch call (the library pipelines enqueue_many calls of 500 jobs). \
+        bulk: one KilnClient.enqueueBatch call (the library pipelines enqueue calls of 500 jobs). \
         concurrent: --in-flight tasks, each awaiting KilnClient.enqueue one job at a time. \
         single: KilnClient.enqueue, each awaited before the next.
         """)

@@ -14,7 +14,7 @@ struct InfoCommand: AsyncParsableCommand {
     }
 
     static let notes: [String: String] = [
-        "bulk": "KilnClient.enqueueBatch with all N jobs in one call; the library pipelines enqueue_many Lua calls of 500 jobs",
+        "bulk": "KilnClient.enqueueBatch with all N jobs in one call; the library pipelines enqueue Lua calls of 500 jobs",
         "concurrent": "100 tasks each awaiting KilnClient.enqueue, all on the client's one pipelined connection",
         "worker": "KilnWorker.Worker in one process: C I/O jobs at once on the async loop; cpu jobs in its pool of P child processes (niceness 10); fetch batch 256, lease 30 s",
         "roundtrip": RoundtripCommand.mechanism,

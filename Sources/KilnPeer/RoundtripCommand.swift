@@ -8,7 +8,7 @@ struct RoundtripCommand: AsyncParsableCommand {
         commandName: "roundtrip",
         abstract: "Time W+N sequential enqueue-and-await-result round trips; print the last N in ms.")
 
-    static let mechanism = "KilnClient.enqueue + JobHandle.value(): the waiter blocks on the job's done list (BLMOVE), no polling"
+    static let mechanism = "KilnClient.enqueue + JobHandle.value(): the waiter shares one subscription to the queue's done channel and reads the record when its id is announced, no polling"
 
     @OptionGroup var peer: PeerOptions
     @Option(help: "Timed round trips.") var count: Int

@@ -5,14 +5,14 @@ import Logging
 import Synchronization
 
 /// Writes attempts' outcomes in batches: every outcome that arrives while a write is in flight
-/// goes out with the next one, as one `finish_many` call per queue (up to 500 attempts each). A
+/// goes out with the next one, as one `finish` call per queue (up to 500 attempts each). A
 /// drain of many short jobs then costs one script call per batch instead of one per job.
 ///
 /// Like a single write, a batch is retried through Redis outages until it is stored (an outcome
 /// is never dropped because Redis blinked); error replies, which retrying cannot fix, give up
 /// after five tries and leave the jobs to the reaper.
 final class FinishBatcher: Sendable {
-    /// One attempt's outcome, as `finish_many` takes it.
+    /// One attempt's outcome, as `finish` takes it.
     struct Entry: Sendable {
         let queue: String
         let outcome: AttemptOutcome

@@ -5,7 +5,7 @@ import Logging
 import Synchronization
 
 /// Runs one leased job to its end: checks the envelope, runs the handler on the async loop or in
-/// the pool under its timeout, and writes the outcome with the fenced `finish_many` script
+/// the pool under its timeout, and writes the outcome with the fenced `finish` script
 /// (batched with other jobs' outcomes by `FinishBatcher`).
 struct JobRunner: Sendable {
     let options: WorkerOptions
@@ -17,7 +17,7 @@ struct JobRunner: Sendable {
     let logger: Logger
     /// Shared by every job's writes, so an outage is logged once, not once per job.
     let writeOutage: WriteOutage
-    /// Writes outcomes in batches (one `finish_many` call for all that finish together).
+    /// Writes outcomes in batches (one `finish` call for all that finish together).
     let finisher: FinishBatcher
 
     init(options: WorkerOptions, registry: JobRegistry, store: KilnStore, pool: ProcessPool?,

@@ -49,7 +49,7 @@ public struct Reaper: Service {
         }
     }
 
-    /// Finds jobs marked running with no entry in the running set and gives them a lease.
+    /// Finds jobs marked running with no entry in the lease set and gives them a lease.
     func sweep() async throws {
         let deadline = JobRunner.nowMs() + KilnDuration.milliseconds(options.lease)
         for queue in options.queues {

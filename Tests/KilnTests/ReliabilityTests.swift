@@ -93,7 +93,7 @@ import Glibc
         // Leased, then its running-set entry vanishes (as if written by a broken tool).
         _ = try await client.store.fetch(queue: q, kind: .io, max: 1, worker: "w", lease: .seconds(30), now: Int64(nowMs()))
         try await client.connection.send(["ZREM", k.running(q), job.id])
-        #expect(try await client.store.sweep(queue: q, ids: [job.id], deadline: Int64(nowMs() - 1)) == 1)
+        #expect(try await client.store.sweepAll(queue: q, deadline: Int64(nowMs() - 1)) == 1)
         let reaped = try await client.store.reap(queue: q, now: Int64(nowMs()), limit: 100, reclaim: true, deadMax: 10_000, deadMaxAge: .seconds(604_800))
         #expect(reaped.reclaimed == 1)
         #expect(try await job.status() == .queued)
@@ -137,8 +137,8 @@ extension ReliabilityTests {
         let prefix = TestRedis.uniquePrefix()
         let admin = RedisConnection(configuration: redis.configuration)
         defer { admin.close() }
-        let user = "nohgetall\(prefix)"
-        try await admin.send(["ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-hgetall"])
+        let user = "noevalsha\(prefix)"
+        try await admin.send(["ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-evalsha"])
         let good = try redis.client(prefix: prefix)
         defer { good.close() }
         let job = try await good.enqueue("noop")
