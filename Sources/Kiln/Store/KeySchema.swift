@@ -26,8 +26,11 @@ public struct KeySchema: Sendable, Hashable {
 
     /// Whether `name` can be a queue name: 1–100 characters of letters, digits and `-_.`.
     public static func isValidQueueName(_ name: String) -> Bool {
+        // Bytes, not Unicode properties: this runs for every job enqueued.
         !name.isEmpty && name.utf8.count <= 100
-            && name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "-_.".unicodeScalars.contains($0) }
+            && name.utf8.allSatisfy { b in
+                (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x5F || b == 0x2E
+            }
     }
 
     /// Throws `KilnError(.invalidInput)` unless `name` is a valid queue name.

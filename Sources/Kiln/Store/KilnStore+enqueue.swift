@@ -49,7 +49,7 @@ extension KilnStore {
             throw KilnError(.invalidInput, "an enqueue call to queue '\(SafeText.escaped(bad.queue))' holds \(bad.jobs.count) jobs; split the jobs into calls of 1 to \(Self.enqueueChunk)")
         }
         let nowText = String(now)
-        let scriptCalls = calls.map { c -> ScriptRunner.Call in
+        let scriptCalls = calls.lazy.map { c -> ScriptRunner.Call in
             var args = [keys.queuePrefix(c.queue), nowText]
             args.reserveCapacity(2 + c.jobs.count * 7)
             for j in c.jobs {
@@ -59,7 +59,7 @@ extension KilnStore {
         }
         // Register queues first: a registered empty queue is harmless, an unregistered job is not findable.
         let before: [[String]] = queues.isEmpty ? [] : [["SADD", keys.queues] + queues]
-        let replies = try await runner.runPipelined(scriptCalls, before: before)
+        let replies = try await runner.runPipelined(calls.count, scriptCalls, before: before)
         try runner.throwIfTransient(replies, command: "enqueue")
         return zip(calls, replies.dropFirst(before.count)).map { call, reply in
             if case .error(let e) = reply { return .refused(e) }
@@ -86,20 +86,20 @@ extension KilnScripts {
     local n = (#ARGV - 2) / 7
     if n < 1 or n ~= math.floor(n) then return redis.error_reply('ERR kiln enqueue: expected 7 arguments per job after Q and now') end
     local ids, seen, recs = {}, {}, {}
+    local function refuse(j, what) return redis.error_reply('ERR kiln enqueue: job ' .. j .. ': ' .. what) end
     for j = 1, n do
       local b = 2 + (j - 1) * 7
       local id, jtype, kind, payload = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
-      local function refuse(what) return redis.error_reply('ERR kiln enqueue: job ' .. j .. ': ' .. what) end
-      if id == '' or #id > 128 then return refuse('id must be 1-128 characters') end
-      if seen[id] then return refuse('id repeats job ' .. seen[id]) end
-      if jtype == '' or #jtype > 200 then return refuse('type must be 1-200 bytes') end
-      if kind ~= 'io' and kind ~= 'cpu' then return refuse('kind must be io or cpu') end
+      if id == '' or #id > 128 then return refuse(j, 'id must be 1-128 characters') end
+      if seen[id] then return refuse(j, 'id repeats job ' .. seen[id]) end
+      if jtype == '' or #jtype > 200 then return refuse(j, 'type must be 1-200 bytes') end
+      if kind ~= 'io' and kind ~= 'cpu' then return refuse(j, 'kind must be io or cpu') end
       local max = arg_int(ARGV[b + 5], 1, 1001)
-      if not max then return refuse('max_attempts must be 1-1001') end
+      if not max then return refuse(j, 'max_attempts must be 1-1001') end
       local timeout = arg_int(ARGV[b + 6], 1, MAX_MS)
-      if not timeout then return refuse('timeout_ms must be 1-' .. MAX_MS) end
+      if not timeout then return refuse(j, 'timeout_ms must be 1-' .. MAX_MS) end
       local ttl = arg_int(ARGV[b + 7], 1, MAX_MS)
-      if not ttl then return refuse('result_ttl_ms must be 1-' .. MAX_MS) end
+      if not ttl then return refuse(j, 'result_ttl_ms must be 1-' .. MAX_MS) end
       seen[id] = j
       ids[j] = id
       recs[j] = {3, QUEUED, jtype, kind, payload, 0, max, 0, timeout, ttl, now, 0, 0, 0, '', '', '', '', 0, 0}

@@ -84,14 +84,25 @@ struct ScriptRunner: Sendable {
     /// it is built, so Redis runs one while the next is being built. Calls the server had no
     /// script for are loaded and run again.
     func runPipelined(_ calls: [Call], before: [[String]] = []) async throws -> [RedisValue] {
+        try await runPipelined(calls.count, calls, before: before)
+    }
+
+    /// `runPipelined` over a sequence that builds each call as it is iterated (a `lazy.map`):
+    /// Redis then runs the first call while the client still builds the later ones.
+    func runPipelined<S: Sequence<Call>>(_ count: Int, _ calls: S, before: [[String]] = []) async throws -> [RedisValue] {
         var pending: [PendingReplies] = []
-        pending.reserveCapacity(calls.count + 1)
+        pending.reserveCapacity(count + 1)
         if !before.isEmpty { pending.append(connection.submit(before)) }
-        for c in calls { pending.append(connection.submit([command(c, sha: try await sha(c.script))])) }
+        var sent: [Call] = []
+        sent.reserveCapacity(count)
+        for c in calls {
+            pending.append(connection.submit([command(c, sha: try await sha(c.script))]))
+            sent.append(c)
+        }
         var replies: [RedisValue] = []
-        replies.reserveCapacity(calls.count + before.count)
+        replies.reserveCapacity(sent.count + before.count)
         for p in pending { replies += try await p.value() }
-        for (i, c) in calls.enumerated() {
+        for (i, c) in sent.enumerated() {
             if case .error(let e) = replies[before.count + i], e.hasPrefix("NOSCRIPT") {
                 let sha = try await load(c.script)
                 replies[before.count + i] = try await connection.pipeline([command(c, sha: sha)])[0]
