@@ -11,7 +11,7 @@ struct BenchConfig: Sendable {
     let w1SingleJobs: Int           // one-at-a-time enqueue
     let w1Chunk: Int                // enqueueBatch chunk size
     let w2Jobs: Int
-    let w2Concurrency: [Int]        // BENCH_W2_CONCURRENCY=10,100,1000 (10 is always run)
+    let w2Concurrency: [Int]        // BENCH_W2_CONCURRENCY=10,100,400,1000 (10 is always run)
     let w3Jobs: Int
     let w3Concurrency: Int
     let w3SleepMs: Int
@@ -58,7 +58,7 @@ struct BenchConfig: Sendable {
             guard !v.isEmpty, v.allSatisfy({ $0 > 0 }) else { throw BenchError("$\(name) must be a comma-separated list of positive numbers, got '\(t)'") }
             return v
         }
-        var w2c = try list("BENCH_W2_CONCURRENCY", [10, 100, 1000])
+        var w2c = try list("BENCH_W2_CONCURRENCY", [10, 100, 400, 1000])
         if !w2c.contains(10) { w2c.insert(10, at: 0) }
         return BenchConfig(
             scale: scale,
