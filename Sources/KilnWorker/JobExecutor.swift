@@ -6,7 +6,7 @@ import ServiceLifecycle
 
 /// Fetches jobs and runs them: one fetch loop per queue and kind, each taking free slots first and
 /// then leasing at most that many jobs in one script call. I/O jobs run as child tasks on the
-/// async loop (up to `concurrency`); CPU jobs go to the process pool (up to `processes`, plus
+/// async loop (up to `concurrency`, plus `prefetch` waiting ones); CPU jobs go to the process pool (up to `processes`, plus
 /// `cpuPrefetch` waiting ones, fetched again once they fell to the low-water mark).
 ///
 /// On graceful shutdown it stops fetching, lets running jobs finish for `shutdownGrace`, then
@@ -79,7 +79,7 @@ public struct JobExecutor: Service {
             while true {
                 let n: Int
                 do {
-                    let low = kind == .cpu ? options.cpuFetchThreshold : 1
+                    let low = kind == .cpu ? options.cpuFetchThreshold : options.ioFetchThreshold
                     n = try await cancelWhenGracefulShutdown { try await slots.acquire(max: options.fetchBatch, min: low) }
                 } catch { break }
                 // `cancelWhenGracefulShutdown` can lose the race to an acquire that needs no wait:

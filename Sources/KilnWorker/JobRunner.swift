@@ -2,6 +2,7 @@ import Foundation
 import Kiln
 import KilnRedis
 import Logging
+import ServiceLifecycle
 import Synchronization
 
 /// Runs one leased job to its end: checks the envelope, runs the handler on the async loop or in
@@ -19,9 +20,13 @@ struct JobRunner: Sendable {
     let writeOutage: WriteOutage
     /// Writes outcomes in batches (one `finish` call for all that finish together).
     let finisher: FinishBatcher
+    /// With `prefetch`: the `concurrency` slots I/O jobs run in (the executor's slots count the
+    /// jobs held, running or waiting). nil: every job held runs at once.
+    let ioRunSlots: SlotPool?
 
     init(options: WorkerOptions, registry: JobRegistry, store: KilnStore, pool: ProcessPool?,
-         running: RunningJobs, deadlines: Deadlines, logger: Logger) {
+         running: RunningJobs, deadlines: Deadlines, logger: Logger, ioRunSlots: SlotPool? = nil) {
+        self.ioRunSlots = ioRunSlots
         self.options = options
         self.registry = registry
         self.store = store
@@ -72,6 +77,17 @@ struct JobRunner: Sendable {
             await release(job, to: .cpu, log: log)
             return
         }
+        // A prefetched I/O job waits here for a slot; its lease is renewed meanwhile (it is in
+        // `running`), and its timeout starts only once it has one.
+        let runSlots = job.kind == .io ? ioRunSlots : nil
+        if let runSlots {
+            do {
+                _ = try await cancelWhenGracefulShutdown { try await runSlots.acquire(max: 1) }
+            } catch {
+                await release(job, to: job.kind, log: log)
+                return
+            }
+        }
         let timeout = Duration.milliseconds(job.timeoutMs ?? 300_000)
         log.info("job started", metadata: ["kind": "\(job.kind.rawValue)", "queue": "\(job.queue)"])
         let started = ContinuousClock.now
@@ -79,6 +95,7 @@ struct JobRunner: Sendable {
         let elapsed = ContinuousClock.now - started
         // The attempt ended now, before its slot goes to the next job (records stay in order).
         let endedAt = Self.nowMs()
+        runSlots?.release(1)
         free()
         freed = true
         if case .stopped(.shutdown) = outcome {

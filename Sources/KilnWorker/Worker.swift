@@ -40,11 +40,12 @@ public struct Worker: Sendable {
             ? ProcessPool(size: options.processes, logger: log, killGrace: options.killGrace, niceness: options.poolNiceness,
                           pipelined: options.cpuPrefetch > 0) : nil
         let runner = JobRunner(options: options, registry: registry, store: store, pool: pool, running: running,
-                               deadlines: Deadlines(), logger: log)
+                               deadlines: Deadlines(), logger: log,
+                               ioRunSlots: options.prefetch > 0 ? SlotPool(capacity: options.concurrency) : nil)
         let leases = LeaseKeeper(options: options, store: store, running: running, logger: log)
         let executor = JobExecutor(
             options: options, runner: runner, store: store, running: running,
-            ioSlots: SlotPool(capacity: options.concurrency),
+            ioSlots: SlotPool(capacity: options.concurrency + options.prefetch),
             cpuSlots: pool.map { SlotPool(capacity: $0.size + options.cpuPrefetch) }, logger: log)
         var services: [any Service] = []
         if let pool { services.append(pool) }
@@ -94,7 +95,7 @@ public struct Worker: Sendable {
         try await waitForRedis()
         logger.info("worker started", metadata: [
             "queues": "\(options.queues.joined(separator: ","))", "concurrency": "\(options.concurrency)",
-            "processes": "\(options.processes)", "cpu_prefetch": "\(options.cpuPrefetch)", "redis": "\(options.redis)",
+            "processes": "\(options.processes)", "prefetch": "\(options.prefetch)", "cpu_prefetch": "\(options.cpuPrefetch)", "redis": "\(options.redis)",
         ])
         let group = ServiceGroup(
             configuration: .init(

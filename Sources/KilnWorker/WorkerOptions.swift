@@ -63,6 +63,14 @@ public struct WorkerOptions: Sendable {
     /// nil: a quarter of `cpuPrefetch`. Fetches then come in batches of about
     /// `cpuPrefetch - low` jobs (at most `fetchBatch`).
     public var cpuPrefetchLowWater: Int?
+    /// I/O jobs the worker holds beyond the `concurrency` it runs (`--prefetch`, `KILN_PREFETCH`).
+    /// Default 0: off, an I/O job is leased only when a slot is free. With N > 0 the worker leases
+    /// up to concurrency + N I/O jobs, fetching again once N / 2 of them ended, so the next jobs
+    /// are already here when a slot frees (no round trip between jobs). At most `concurrency` run
+    /// at once; a job's timeout starts when it gets a slot. Waiting jobs hold their leases (the
+    /// heartbeat renews them), so another worker cannot run them meanwhile: use it for many short
+    /// jobs. On graceful shutdown the jobs not started are handed back at once, unrun.
+    public var prefetch: Int = 0
     /// This worker's name in records and logs (`--name`). Default `host:pid`.
     public var name: String
 
@@ -108,6 +116,10 @@ public struct WorkerOptions: Sendable {
 
     /// The free CPU slots a CPU fetch waits for: 1 without prefetch, else enough that the jobs
     /// waiting in the worker fell to the low-water mark.
+    /// How many I/O slots must be free before the I/O fetch loop leases more: 1 without
+    /// `prefetch`, else half of it (fetches then come in batches of about `prefetch / 2`).
+    var ioFetchThreshold: Int { max(1, prefetch / 2) }
+
     var cpuFetchThreshold: Int {
         guard cpuPrefetch > 0 else { return 1 }
         return max(1, cpuPrefetch - (cpuPrefetchLowWater ?? cpuPrefetch / 4))
@@ -132,6 +144,7 @@ public struct WorkerOptions: Sendable {
         if lease < .milliseconds(300) { throw KilnError(.invalidInput, "--lease must be at least 300ms, got \(KilnDuration.format(lease))") }
         if deadMax < 0 { throw KilnError(.invalidInput, "--dead-max must not be negative") }
         if poolNiceness < 0 || poolNiceness > 19 { throw KilnError(.invalidInput, "--pool-nice must be from 0 to 19, got \(poolNiceness)") }
+        if prefetch < 0 || prefetch > 100_000 { throw KilnError(.invalidInput, "--prefetch must be from 0 to 100000, got \(prefetch)") }
         if cpuPrefetch < 0 || cpuPrefetch > 100_000 { throw KilnError(.invalidInput, "--cpu-prefetch must be from 0 to 100000, got \(cpuPrefetch)") }
         if let low = cpuPrefetchLowWater, low < 0 || (cpuPrefetch > 0 && low >= cpuPrefetch) {
             throw KilnError(.invalidInput, "--cpu-prefetch-low must be from 0 to --cpu-prefetch minus 1 (\(max(0, cpuPrefetch - 1))), got \(low)")

@@ -16,6 +16,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "I/O jobs run at once on the async loop (also $KILN_CONCURRENCY). Default: 256.") var concurrency: Int?
     @Option(parsing: .unconditional, help: "Child processes for CPU jobs (also $KILN_PROCESSES). Default: number of cores; 0 = no CPU jobs.") var processes: Int?
     @Option(name: .customLong("fetch-batch"), parsing: .unconditional, help: "Most jobs one fetch takes from Redis, 1-10000, bounded by free slots (also $KILN_FETCH_BATCH). Default: 256.") var fetchBatch: Int?
+    @Option(name: .customLong("prefetch"), parsing: .unconditional, help: "I/O jobs held beyond --concurrency, so the next ones are here when a slot frees; at most --concurrency run at once and timeouts start when a job gets a slot (also $KILN_PREFETCH). Default: 0 (off).") var prefetch: Int?
     @Option(name: .customLong("cpu-prefetch"), parsing: .unconditional, help: "CPU jobs held beyond those the processes run: each process gets its next job in its pipe, the rest wait in a buffer; timeouts start when a process takes a job (also $KILN_CPU_PREFETCH). Default: 0 (off).") var cpuPrefetch: Int?
     @Option(name: .customLong("cpu-prefetch-low"), parsing: .unconditional, help: "With --cpu-prefetch, fetch again once this many CPU jobs still wait (also $KILN_CPU_PREFETCH_LOW). Default: a quarter of --cpu-prefetch.") var cpuPrefetchLow: Int?
     @Option(name: .customLong("pool-nice"), parsing: .unconditional, help: "How much nicer than the worker the CPU-job processes run, 0-19, so CPU work does not delay I/O jobs (also $KILN_POOL_NICE). Default: 10.") var poolNice: Int?
@@ -56,6 +57,7 @@ struct WorkerCommand: AsyncParsableCommand {
         if let n = try number(processes, "KILN_PROCESSES", "--processes", 0...1024) { options.processes = n }
         if let n = try number(poolNice, "KILN_POOL_NICE", "--pool-nice", 0...19) { options.poolNiceness = n }
         if let n = try number(fetchBatch, "KILN_FETCH_BATCH", "--fetch-batch", 1...10_000) { options.fetchBatch = n }
+        if let n = try number(prefetch, "KILN_PREFETCH", "--prefetch", 0...100_000) { options.prefetch = n }
         if let n = try number(cpuPrefetch, "KILN_CPU_PREFETCH", "--cpu-prefetch", 0...100_000) { options.cpuPrefetch = n }
         if let n = try number(cpuPrefetchLow, "KILN_CPU_PREFETCH_LOW", "--cpu-prefetch-low", 0...100_000) { options.cpuPrefetchLowWater = n }
         if let name { options.name = name }
