@@ -12,8 +12,8 @@ enum FuzzTarget: String, CaseIterable, Sendable {
         switch self {
         case .duration: return "KilnDuration.parse / format, BatchReader.duration"
         case .url: return "RedisConfiguration(url:), .address, .description"
-        case .record: return "JobRecord(hash:queue:) + .json (fields split on NUL)"
-        case .envelope: return "KilnStore.fetchedJobs + envelopeProblem (fields split on NUL)"
+        case .record: return "JobRecord(fields:id:queue:) + .json (a v3 get reply: fields split on NUL)"
+        case .envelope: return "KilnStore.fetchedJobs + envelopeProblem (a v3 fetch reply, 8 per job: fields split on NUL)"
         case .resp: return "hiredis reader + HiredisContext.convert (raw RESP bytes)"
         case .batch: return "BatchReader.parse (one line) and BatchReader.read (a file)"
         case .json: return "JSONText.validate / isValid / quote"
@@ -77,8 +77,13 @@ enum FuzzTarget: String, CaseIterable, Sendable {
         }
     }
 
+    /// The `get` script's reply for one id (protocol v3): field, value pairs, all text, as
+    /// `KilnStore.records` hands them to `JobRecord(fields:id:queue:)`. A hostile or newer record
+    /// can put anything in any value (`tostring` of whatever MessagePack held: "nil", "1e+14",
+    /// "table: 0x…"), so every value is fuzzed, names included.
     static func record(_ data: [UInt8]) {
-        guard let r = JobRecord(hash: .array(fields(data)), queue: "fuzz") else { return }
+        guard let r = JobRecord(fields: .array(fields(data)), id: "fuzz-id", queue: "fuzz") else { return }
+        precondition(r.id == "fuzz-id" && r.queue == "fuzz", "JobRecord took id or queue from the reply")
         let json = r.json
         precondition(JSONText.isValid(json), "JobRecord.json is not valid JSON: \(json.prefix(200))")
         precondition(!json.utf8.contains(0x0A) && !json.utf8.contains(0x0D), "JobRecord.json spans lines: \(json.prefix(200))")
@@ -121,7 +126,7 @@ enum FuzzTarget: String, CaseIterable, Sendable {
             _ = v.string
             _ = v.int
             // The same reply as a job record and as a fetch reply: what the client does with it.
-            if let r = JobRecord(hash: v, queue: "fuzz") { _ = r.json }
+            if let r = JobRecord(fields: v, id: "fuzz-id", queue: "fuzz") { _ = r.json }
             _ = EnvelopeFuzzing.check(v)
         }
     }

@@ -4,7 +4,8 @@ import KilnRedis
 /// Fuzzing entry point for the worker's envelope parsing (`KilnStore.fetchedJobs` + `envelopeProblem`),
 /// which is internal. Not for production use; see `Sources/KilnFuzz` and `docs/testing.md`.
 public enum EnvelopeFuzzing {
-    /// Splits a flat fetch reply (9 fields per job) into jobs and returns each job's envelope
+    /// Splits a flat fetch reply (8 fields per job, as the v3 `fetch` script returns it: id, token,
+    /// attempt, type, payload, kind, max_attempts, timeout_ms) into jobs and returns each job's envelope
     /// problem, `nil` for a job that can run.
     public static func check(_ fields: [String]) -> [String?] {
         check(.array(fields.map { .bulk($0) }))

@@ -106,34 +106,49 @@ import Testing
         }
     }
 
-    @Test func recordsFromOddHashes() throws {
+    /// Protocol v3 records as the `get` script hands them out (field, value pairs, all text):
+    /// odd counts, nulls and nested arrays where text belongs, and what Lua's `tostring` makes of
+    /// values a hostile producer packed (`nil`, `1e+14`, `table: 0x…`).
+    @Test func recordsFromOddGetReplies() throws {
         let odd: [RedisValue] = [
-            .array([.bulk("id")]),  // odd count
+            .array([.bulk("format")]),  // odd count
             .array([.null, .bulk("x"), .integer(5), .array([]), .bulk("status"), .null]),
             .array([.bulk("payload"), .bulk("not json"), .bulk("result"), .bulk("\"\\ud800\""),
                     .bulk("error_type"), .bulk("t\u{0}\u{1F}"), .bulk("attempts"), .bulk("99999999999999999999"),
                     .bulk("timeout_ms"), .bulk("-9223372036854775808"), .bulk("worker"), .bulk("\u{7F}\u{2028}")]),
             .array([.bulk("kind"), .bulk("gpu"), .bulk("status"), .bulk(""), .bulk("payload"), .bulk(" 1 ")]),
+            .array(["format", "3", "status", "running", "type", "nil", "kind", "nil", "payload", "table: 0x7f00",
+                    "attempts", "nil", "max_attempts", "1.5", "token", "-nan", "timeout_ms", "1e+14", "result_ttl_ms", "inf",
+                    "enqueued_at", "1e+23", "started_at", "-1", "finished_at", "nil", "flags", "3", "retried_at", "true"].map { .bulk($0) }),
+            .array(["status", "failed", "error_type", "malformed_envelope", "error_message", "record is not a version 3 record"].map { .bulk($0) }),
         ]
-        for hash in odd {
-            let r = try #require(JobRecord(hash: hash, queue: "q"))
+        for fields in odd {
+            let r = try #require(JobRecord(fields: fields, id: "x", queue: "q"))
+            #expect(r.id == "x" && r.queue == "q")
             #expect(JSONText.isValid(r.json), "\(r.json)")
         }
-        #expect(JobRecord(hash: .null, queue: "q") == nil)
-        #expect(JobRecord(hash: .error("ERR"), queue: "q") == nil)
+        let tostrings = try #require(JobRecord(fields: odd[4], id: "x", queue: "q"))
+        #expect(tostrings.timeoutMs == 0 && tostrings.enqueuedAt == nil && tostrings.startedAt == nil && tostrings.cancelRequested)
+        #expect(JobRecord(fields: .array([]), id: "x", queue: "q") == nil)  // no such job
+        #expect(JobRecord(fields: .null, id: "x", queue: "q") == nil)
+        #expect(JobRecord(fields: .error("ERR"), id: "x", queue: "q") == nil)
     }
 
+    /// `fetch` replies (protocol v3: 8 fields per job, id, token, attempt, type, payload, kind,
+    /// max_attempts, timeout_ms) as the worker splits and checks them.
     @Test func envelopesFromOddReplies() {
-        let good = ["id", "tok", "1", "t", "{}", "io", "3", "1000", "q"]
+        let good = ["id", "1", "1", "t", "{}", "io", "3", "1000"]
         #expect(EnvelopeFuzzing.check(good) == [nil])
-        #expect(EnvelopeFuzzing.check(Array(good.prefix(8))).isEmpty)  // short reply: no job
-        #expect(EnvelopeFuzzing.check(["id", "tok", "x", "", "{", "gpu", "y", "-1", "q"]).first??.contains("type") == true)
-        #expect(EnvelopeFuzzing.check(["id", "tok", "1", "t", "{", "io", "1", "9223372036854775808", "q"]).first??.contains("timeout_ms") == true)
-        #expect(EnvelopeFuzzing.check(["id", "tok", "1", "t", "{", "io", "1", "0", "q"]).first??.contains("positive") == true)
-        #expect(EnvelopeFuzzing.check(["id", "tok", "1", "t", "{", "io", "1", "5", "q"]).first??.contains("payload") == true)
-        #expect(EnvelopeFuzzing.check(["id", "tok", "1", "t", "{}", "\u{0}", "1", "5", "q"]).first??.contains("kind") == true)
+        #expect(EnvelopeFuzzing.check(Array(good.prefix(7))).isEmpty)  // short reply: no job
+        #expect(EnvelopeFuzzing.check(good + good + ["extra"]) == [nil, nil])  // a partial job at the end is dropped
+        #expect(EnvelopeFuzzing.check(["id", "tok", "x", "", "{", "gpu", "y", "-1"]).first??.contains("type") == true)
+        #expect(EnvelopeFuzzing.check(["id", "1", "1", "t", "{", "io", "1", "9223372036854775808"]).first??.contains("timeout_ms") == true)
+        #expect(EnvelopeFuzzing.check(["id", "1", "1", "t", "{", "io", "1", "0"]).first??.contains("positive") == true)
+        #expect(EnvelopeFuzzing.check(["id", "1", "1", "t", "{", "io", "1", "5"]).first??.contains("payload") == true)
+        #expect(EnvelopeFuzzing.check(["id", "1", "1", "t", "{}", "\u{0}", "1", "5"]).first??.contains("kind") == true)
+        #expect(EnvelopeFuzzing.check(["id", "1", "1", "t", "{}", "io", "1", "1e+14"]).first??.contains("timeout_ms") == true)
         #expect(EnvelopeFuzzing.check(.array([.null, .integer(1), .array([]), .bulk("t"), .bulk("1"), .status("cpu"),
-                                              .error("x"), .integer(7), .null])) == [nil])
+                                              .error("x"), .integer(7)])) == [nil])
         #expect(EnvelopeFuzzing.check(.error("ERR")).isEmpty)
     }
 

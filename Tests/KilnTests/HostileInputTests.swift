@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// Bad input found by a hostile probe (issue 10, item 5): records written by other producers with
-/// out-of-range numbers, BOMs, CRLF batch files, invalid UTF-8, control characters, hostile flag
+/// out-of-range numbers, wrong types, nil holes or no MessagePack at all (protocol v3), BOMs, CRLF batch files, invalid UTF-8, control characters, hostile flag
 /// and environment values, and a waiter whose Redis restarts. Nothing may be half-written, every
 /// error is one precise line with exit 2, and every `--json` line parses.
 @Suite(.serialized) struct HostileInputTests {
@@ -16,50 +16,109 @@ import Glibc
 
     func freshCLI() -> KilnCLI { KilnCLI(redis: redis, prefix: TestRedis.uniquePrefix()) }
 
-    // MARK: records with out-of-range numbers
+    // MARK: records another producer wrote
 
-    @Test func outOfRangeRecordNumbersEndMalformedEnvelopeAndWakeWaiters() async throws {
+    /// One hostile record: fields of a `RawRecord` changed, or bytes that are no record at all.
+    enum Hostile: Sendable {
+        case fields(@Sendable (inout RawRecord) -> Void)
+        /// Raw bytes as the record.
+        case bytes(String)
+        /// A Lua expression evaluated in Redis as the record (`RawRecord.putPacked`).
+        case lua(String)
+    }
+
+    /// Records on the ready list that the fetch script (or, for the payload, the worker) cannot
+    /// use: out-of-range numbers, strings where numbers belong, nil holes, wrong shapes. Each
+    /// must end `failed` with `malformed_envelope`, indexed for expiry with the default TTL,
+    /// announced so that waiters wake, and leave the worker running.
+    static let hostileRecords: [(id: String, record: Hostile)] = [
+        ("ttl-huge", .fields { $0.resultTTLms = .float(1e23) }),
+        ("ttl-negative", .fields { $0.resultTTLms = .int(-5) }),
+        ("ttl-text", .fields { $0.resultTTLms = .str("abc") }),
+        ("ttl-zero-padded", .fields { $0.resultTTLms = .str("0060000") }),  // a string where a number belongs
+        ("ttl-over-10-years", .fields { $0.resultTTLms = .int(315_360_000_001) }),
+        ("timeout-huge", .fields { $0.timeoutMs = .float(1e20) }),
+        ("timeout-fraction", .fields { $0.timeoutMs = .float(1.5) }),
+        ("timeout-zero", .fields { $0.timeoutMs = .int(0) }),
+        ("max-negative", .fields { $0.maxAttempts = .int(-1) }),
+        ("max-text", .fields { $0.maxAttempts = .str("many") }),
+        ("max-over", .fields { $0.maxAttempts = .int(1002) }),
+        ("attempts-text", .fields { $0.attempts = .str("x") }),
+        ("attempts-negative", .fields { $0.attempts = .int(-1) }),
+        ("token-text", .fields { $0.token = .str("t") }),
+        ("token-fraction", .fields { $0.token = .float(0.5) }),
+        ("type-hole", .fields { $0.type = .nilValue }),  // a nil hole: packed as a map of positions
+        ("type-number", .fields { $0.type = .int(5) }),
+        ("type-empty", .fields { $0.type = .str("") }),
+        ("kind-gpu", .fields { $0.kind = .str("gpu") }),
+        ("kind-hole", .fields { $0.kind = .nilValue }),
+        ("payload-number", .fields { $0.payload = .int(1) }),
+        ("payload-not-json", .fields { $0.payload = .str("{oops") }),  // the worker's check, not the script's
+        ("format-4", .fields { $0.format = .int(4) }),
+        ("format-text", .fields { $0.format = .str("3") }),
+        ("status-text", .fields { $0.status = .str("queued") }),
+        ("status-9", .fields { $0.status = .int(9) }),
+        ("not-msgpack", .bytes("this is not MessagePack")),
+        ("empty", .bytes("")),
+        ("two-fields", .lua("cmsgpack.pack({3, 1})")),
+        ("map", .lua("cmsgpack.pack({format = 3, status = 1, type = 'sleep', kind = 'io', payload = '{}'})")),
+        ("truncated", .lua("string.sub(cmsgpack.pack({3, 1, 'sleep', 'io', '{}', 0, 1, 0, 1000, 60000, 0, 0, 0, 0, '', '', '', '', 0, 0}), 1, 12)")),
+        ("deep", .lua("string.rep(string.char(0x91), 200000) .. string.char(1)")),
+    ]
+
+    static func put(_ client: KilnClient, id: String, _ record: Hostile) async throws {
+        switch record {
+        case .fields(let change):
+            try await HostileRecords.put(client, id: id, type: "sleep", payload: #"{"ms":1500}"#, change)
+        case .bytes(let b):
+            try await RawRecord.putBytes(client.store, queue: HostileRecords.queue, id: id, b, ready: .io)
+        case .lua(let expr):
+            try await RawRecord.putPacked(client.store, queue: HostileRecords.queue, id: id, lua: expr, ready: .io)
+        }
+    }
+
+    @Test func hostileRecordsEndMalformedEnvelopeAndWakeWaiters() async throws {
         let cli = freshCLI()
         let client = try redis.client(prefix: cli.prefix)
         defer { client.close() }
-        let bad: [(id: String, fields: [String: String])] = [
-            ("ttl-huge", ["result_ttl_ms": "99999999999999999999999"]),
-            ("ttl-negative", ["result_ttl_ms": "-5"]),
-            ("ttl-text", ["result_ttl_ms": "abc"]),
-            ("ttl-zero-padded", ["result_ttl_ms": "0060000"]),
-            ("timeout-huge", ["timeout_ms": "99999999999999999999"]),
-            ("timeout-fraction", ["timeout_ms": "1.5"]),
-            ("max-negative", ["max_attempts": "-1"]),
-            ("max-text", ["max_attempts": "many"]),
-            ("attempts-text", ["attempts": "x"]),
-            ("token-text", ["token": "t"]),
-        ]
-        for job in bad {
-            try await HostileRecords.put(client, id: job.id, type: "sleep", payload: #"{"ms":1500}"#, overrides: job.fields)
-        }
-        // A waiter on the job whose TTL made finish_many fail after it wrote `succeeded`.
+        for job in Self.hostileRecords { try await Self.put(client, id: job.id, job.record) }
+        // A record at the edge of the ranges is fine: the largest result TTL (10 years).
+        try await HostileRecords.put(client, id: "ttl-10-years", type: "echo", payload: "1") { $0.resultTTLms = .int(315_360_000_000) }
+        // A waiter on one of them, started before any worker runs.
         let waiter = try ChildProcess([KilnBinary.path, "result", "ttl-huge", "--wait", "--timeout", "20s", "--json"],
                                       environment: cli.environment)
+        try await eventually("the waiter subscribed") { try await HostileRecords.waitingClients(redis, prefix: cli.prefix) >= 1 }
         let worker = try await cli.startWorker(["--processes", "0", "--lease", "2s", "--shutdown-grace", "1s"])
         defer { worker.signal(SIGKILL) }
         let started = ContinuousClock.now
-        for job in bad {
+        for job in Self.hostileRecords {
             try await eventually("\(job.id) did not end") {
-                (try? await client.record(job.id, queue: "default"))?.isFinal == true
+                (try? await client.store.record(queue: HostileRecords.queue, id: job.id))?.isFinal == true
             }
-            let r = try await client.record(job.id, queue: "default")
+            let r = try #require(try await client.store.record(queue: HostileRecords.queue, id: job.id))
             #expect(r.statusText == "failed" && r.error?.type == "malformed_envelope", "\(job.id): \(r.json)")
+            #expect(JSONText.isValid(r.json) && !r.json.contains("\n"), "\(job.id): \(r.json)")
             try await HostileRecords.expectFinalAndExpiring(client, id: job.id, status: "failed")
         }
+        let edge = try await client.wait("ttl-10-years", queue: HostileRecords.queue, timeout: .seconds(20))
+        #expect(edge.statusText == "succeeded" && edge.result == "1", "\(edge.json)")
+        try await HostileRecords.expectFinalAndExpiring(client, id: "ttl-10-years", status: "succeeded", ttlMs: 315_360_000_000)
+
         let code = try await waiter.wait(timeout: .seconds(15))
         #expect(code == 4, "waiter: exit \(code) \(waiter.stderr)")
         #expect(ContinuousClock.now - started < .seconds(8), "the waiter was not woken promptly")
         #expect(waiter.stdout.contains("malformed_envelope"), "\(waiter.stdout)")
+        // Nothing half-written: no id left on a ready list, a lease or a retry.
+        let k = client.store.keys, q = HostileRecords.queue
+        for key in [k.ready(q, .io), k.ready(q, .cpu)] { #expect(try await client.connection.send(["LLEN", key]).int == 0, "\(key)") }
+        for key in [k.leases(q), k.later(q), k.dead(q)] { #expect(try await client.connection.send(["ZCARD", key]).int == 0, "\(key)") }
         // The worker keeps running other jobs, and did not take the bad records for an outage.
         let ok = try await cli.run("enqueue", "echo", #""still here""#, "--wait", "--wait-timeout", "20s")
         #expect(ok.code == 0 && ok.line == #""still here""#, "\(ok.stderr)")
+        #expect(worker.poll() == nil, "the worker exited: \(worker.stderr.suffix(2000))")
         #expect(!worker.stderr.contains("retrying until Redis is back"), "\(worker.stderr.suffix(2000))")
         #expect(!worker.stderr.contains("newer attempt owns it"), "\(worker.stderr.suffix(2000))")
+        #expect(!worker.stderr.contains("user_script"), "a script error: \(worker.stderr.suffix(2000))")
         try await cli.stop(worker)
     }
 
@@ -69,62 +128,30 @@ import Glibc
         defer { client.close() }
         let worker = try await cli.startWorker(["--processes", "0", "--lease", "2s", "--shutdown-grace", "1s"])
         defer { worker.signal(SIGKILL) }
-        let job = try await client.enqueue("sleep", json: #"{"ms":1500}"#)
-        try await eventually("running") { try await job.status() == .running }
-        // Another producer rewrites the TTL while the attempt runs.
-        try await client.connection.send(["HSET", client.store.keys.job("default", job.id), "result_ttl_ms", "99999999999999999999999"])
-        let r = try await job.wait(timeout: .seconds(10))
-        #expect(r.statusText == "failed" && r.error?.type == "malformed_envelope", "\(r.json)")
-        try await HostileRecords.expectFinalAndExpiring(client, id: job.id, status: "failed")
+        // Another producer rewrites fields of the record while the attempt runs: the TTL, the
+        // attempt count, the maximum. The finish finds them and fails the job as malformed.
+        let changes: [(Int, RawRecord.RawValue)] = [(10, .float(1e20)), (6, .str("x")), (7, .nilValue)]
+        for (position, value) in changes {
+            let job = try await client.enqueue("sleep", json: #"{"ms":1500}"#)
+            try await eventually("running") { try await job.status() == .running }
+            try await RawRecord.patch(client.store, id: job.id, [position: value])
+            let r = try await job.wait(timeout: .seconds(10))
+            #expect(r.statusText == "failed" && r.error?.type == "malformed_envelope", "position \(position): \(r.json)")
+            try await HostileRecords.expectFinalAndExpiring(client, id: job.id, status: "failed")
+        }
         #expect(!worker.stderr.contains("retrying until Redis is back"), "\(worker.stderr.suffix(2000))")
         #expect(!worker.stderr.contains("newer attempt owns it"), "\(worker.stderr.suffix(2000))")
+        // The record replaced by bytes that are no record at all: whichever script meets it first
+        // (the heartbeat's extend stops the attempt, the finish or the reaper finalizes it) ends it.
+        let job = try await client.enqueue("sleep", json: #"{"ms":1500}"#)
+        try await eventually("running") { try await job.status() == .running }
+        try await client.connection.send(["HSET", client.store.keys.jobs(HostileRecords.queue), job.id, "garbage"])
+        let r = try await job.wait(timeout: .seconds(15))
+        #expect(r.statusText == "failed" && r.error?.type == "malformed_envelope", "\(r.json)")
+        try await eventually("the garbage record was finalized") { try await HostileRecords.expiryScore(client, id: job.id) != nil }
+        try await HostileRecords.expectFinalAndExpiring(client, id: job.id, status: "failed")
+        #expect(worker.poll() == nil, "the worker exited: \(worker.stderr.suffix(2000))")
         try await cli.stop(worker)
-    }
-
-    @Test func everyScriptValidatesBeforeItWrites() async throws {
-        let client = try redis.client(prefix: TestRedis.uniquePrefix())
-        defer { client.close() }
-        let k = client.store.keys, q = "default", qp = client.store.keys.queuePrefix("default")
-        let now = String(Int64(Date().timeIntervalSince1970 * 1000))
-        let hugeTTL = ["result_ttl_ms": "99999999999999999999999"]
-
-        // cancel of a queued job whose TTL is out of range: cancelled, and it expires.
-        try await HostileRecords.put(client, id: "c1", type: "echo", payload: "1", overrides: hugeTTL)
-        #expect(try await client.store.cancel(queue: q, id: "c1", now: Int64(now)!) == .cancelled)
-        try await HostileRecords.expectFinalAndExpiring(client, id: "c1", status: "cancelled")
-
-        // release of a running job whose attempts is not a number: ended, lease gone.
-        try await client.connection.send(["HSET", k.job(q, "r1"), "id", "r1", "type", "echo", "kind", "io", "status", "running",
-                                          "attempts", "x", "max_attempts", "4", "token", "7", "timeout_ms", "1000", "payload", "1"])
-        try await client.connection.send(["ZADD", k.running(q), "99999999999999", "r1"])
-        #expect(try await client.store.release(queue: q, id: "r1", token: "7", to: .io, now: Int64(now)!) == .failed)
-        #expect(try await client.record("r1", queue: q).error?.type == "malformed_envelope")
-        try await HostileRecords.expectFinalAndExpiring(client, id: "r1", status: "failed")
-        #expect(try await client.connection.send(["LLEN", k.pending(q, .io)]).int == 0)
-
-        // reap of an expired lease of a job out of attempts whose TTL is out of range.
-        try await client.connection.send(["HSET", k.job(q, "p1"), "id", "p1", "type", "echo", "kind", "io", "status", "running",
-                                          "attempts", "4", "max_attempts", "4", "token", "4", "timeout_ms", "1000", "payload", "1",
-                                          "result_ttl_ms", "99999999999999999999"])
-        try await client.connection.send(["ZADD", k.running(q), "1", "p1"])
-        _ = try await client.store.reap(queue: q, now: Int64(now)!, limit: 100, reclaim: true, deadMax: 10_000, deadMaxAge: .seconds(604_800))
-        #expect(try await client.record("p1", queue: q).error?.type == "malformed_envelope")
-        try await HostileRecords.expectFinalAndExpiring(client, id: "p1", status: "failed")
-
-        // enqueue and enqueue_many refuse out-of-range numbers and write nothing.
-        await #expect(throws: (any Error).self) {
-            _ = try await client.store.run(KilnScripts.enqueue, keys: [k.job(q, "e1"), k.pending(q, .io)],
-                                             args: ["e1", "echo", q, "io", "1", "4", "1000", "-1", now])
-        }
-        await #expect(throws: (any Error).self) {
-            _ = try await client.store.run(KilnScripts.enqueueMany, keys: [k.pending(q, .io), k.pending(q, .cpu)],
-                                             args: [qp, q, now, "e2", "echo", "io", "1", "4", "1000", "60000",
-                                                    "e3", "echo", "io", "1", "4", "1000", "99999999999999999999"])
-        }
-        for id in ["e1", "e2", "e3"] {
-            #expect(try await client.connection.send(["EXISTS", k.job(q, id)]).int == 0, "\(id) was written")
-        }
-        #expect(try await client.connection.send(["LLEN", k.pending(q, .io)]).int == 0)
     }
 
     // MARK: payload and batch files
@@ -148,16 +175,33 @@ import Glibc
         // A record another producer wrote with a BOM in its payload still prints as valid JSON.
         let client = try redis.client(prefix: cli.prefix)
         defer { client.close() }
-        try await HostileRecords.put(client, id: "bom", type: "noop", payload: "\u{FEFF}{\"a\":1}", overrides: [:])
+        try await HostileRecords.put(client, id: "bom", type: "noop", payload: "\u{FEFF}{\"a\":1}")
         let other = try await cli.run("status", "bom", "--json")
         #expect(other.code == 0)
         _ = try HostileRecords.parseEachLine(other.stdout)
     }
 
-    @Test func recordJSONIsOneValidLineWhateverOthersStored() throws {
-        for payload in ["{\n  \"a\": 1\r\n}", "\u{FEFF}{}", "\"\\ud800\"", "[1,\r2]", "not json\n"] {
-            let hash = RedisValue.array(["id", "x", "type", "t\u{1B}", "payload", payload, "result", payload, "status", "succeeded"].map { .bulk($0) })
-            let json = try #require(JobRecord(hash: hash, queue: "q")).json
+    static let oddPayloads = ["{\n  \"a\": 1\r\n}", "\u{FEFF}{}", "\"\\ud800\"", "[1,\r2]", "not json\n"]
+
+    @Test func recordJSONIsOneValidLineWhateverOthersStored() async throws {
+        // As the get script hands a record out (field, value pairs, all text), with odd values.
+        for payload in Self.oddPayloads {
+            let fields = RedisValue.array(["type", "t\u{1B}", "payload", payload, "result", payload, "status", "succeeded",
+                                           "attempts", "nil", "timeout_ms", "1e+14", "enqueued_at", "1.5"].map { .bulk($0) })
+            let json = try #require(JobRecord(fields: fields, id: "x", queue: "q")).json
+            #expect(!json.utf8.contains(0x0A) && !json.utf8.contains(0x0D), "\(json.debugDescription)")
+            _ = try HostileRecords.parseEachLine(json)
+        }
+        // The same, stored by another producer and read back through Redis.
+        let client = try redis.client(prefix: TestRedis.uniquePrefix())
+        defer { client.close() }
+        for (i, payload) in Self.oddPayloads.enumerated() {
+            try await HostileRecords.put(client, id: "odd-\(i)", type: "t\u{1B}", payload: payload, ready: nil) {
+                $0.status = RawRecord.status("succeeded"); $0.result = .str(payload); $0.timeoutMs = .float(1e14); $0.attempts = .nilValue
+            }
+        }
+        for (i, r) in try await client.store.records(queue: HostileRecords.queue, ids: Self.oddPayloads.indices.map { "odd-\($0)" }).enumerated() {
+            let json = try #require(r, "odd-\(i) not found").json
             #expect(!json.utf8.contains(0x0A) && !json.utf8.contains(0x0D), "\(json.debugDescription)")
             _ = try HostileRecords.parseEachLine(json)
         }
@@ -228,11 +272,12 @@ import Glibc
         let client = try redis.client(prefix: cli.prefix)
         defer { client.close() }
         let evil = "evil\u{1B}[2J\u{1B}[31m\nsecond\u{01}line"
-        try await HostileRecords.put(client, id: "ctl", type: evil, payload: "null", overrides: ["max_attempts": "2"])
+        try await HostileRecords.put(client, id: "ctl", type: evil, payload: "null") { $0.maxAttempts = .int(2) }
         let worker = try await cli.startWorker(["--processes", "0", "--shutdown-grace", "1s"])
         defer { worker.signal(SIGKILL) }
         try await eventually("the job did not end") { (try? await client.record("ctl", queue: "default"))?.isFinal == true }
         #expect(try await client.record("ctl", queue: "default").error?.type == "unknown_type")
+        try await HostileRecords.expectFinalAndExpiring(client, id: "ctl", status: "dead")
         let dead = try await cli.run("dead")
         #expect(dead.code == 0)
         #expect(!dead.stdout.utf8.contains(0x1B) && !dead.stdout.utf8.contains(0x01), "\(dead.stdout.debugDescription)")

@@ -46,21 +46,26 @@ import Glibc
         let k = client.store.keys
         var ids: [String] = []
         for i in 0..<4 {
-            // Put dead jobs in by hand (as if retries ran out), 1 ms apart.
+            // Put dead jobs in by hand (as if retries ran out), 1 ms apart: a protocol v3 record
+            // with status dead and its entry in the dead-letter set.
             let id = "dead-\(i)"
             ids.append(id)
-            try await client.connection.send(["HSET", k.job("default", id), "id", id, "type", "x", "status", "dead", "queue", "default"])
-            try await client.connection.send(["ZADD", k.dead("default"), String(nowMs() - 10_000 + Int64(i)), id])
+            var r = RawRecord()
+            r.type = .str("x"); r.status = RawRecord.status("dead"); r.attempts = .int(1); r.maxAttempts = .int(2)
+            r.finishedAt = .int(nowMs()); r.errorType = .str("error")
+            try await r.put(client.store, queue: "default", id: id, dead: nowMs() - 10_000 + Int64(i))
         }
-        try await client.connection.send(["SADD", k.queues, "default"])
         let reap = { (max: Int, ageMs: Int64) in
             try await client.store.reap(queue: "default", now: Int64(self.nowMs()), limit: 100, reclaim: true, deadMax: max, deadMaxAge: .milliseconds(ageMs))
         }
         _ = try await reap(2, 86_400_000)
         #expect(try await client.deadJobs().map(\.id) == ["dead-2", "dead-3"])  // the oldest beyond 2 went
-        #expect(try await client.connection.send(["EXISTS", k.job("default", "dead-0")]).int == 0)
+        #expect(try await client.connection.send(["HEXISTS", k.jobs("default"), "dead-0"]).int == 0)
+        #expect(try await client.connection.send(["HEXISTS", k.jobs("default"), "dead-2"]).int == 1)
         _ = try await reap(100, 1)  // older than 1 ms: all gone
         #expect(try await client.deadJobs().isEmpty)
+        #expect(try await client.connection.send(["HLEN", k.jobs("default")]).int == 0)
+        #expect(try await client.connection.send(["ZCARD", k.dead("default")]).int == 0)
     }
 
     @Test func deadJobsCanBeListedAndRetried() async throws {
@@ -90,13 +95,71 @@ import Glibc
         let k = client.store.keys
         let job = try await client.enqueue("noop")
         let q = "default"
-        // Leased, then its running-set entry vanishes (as if written by a broken tool).
+        // Leased, then its lease entry vanishes (as if written by a broken tool).
         _ = try await client.store.fetch(queue: q, kind: .io, max: 1, worker: "w", lease: .seconds(30), now: Int64(nowMs()))
-        try await client.connection.send(["ZREM", k.running(q), job.id])
+        try await client.connection.send(["ZREM", k.leases(q), job.id])
         #expect(try await client.store.sweepAll(queue: q, deadline: Int64(nowMs() - 1)) == 1)
+        #expect(try await client.connection.send(["ZSCORE", k.leases(q), job.id]).isNull == false)
+        // A second pass finds nothing more to do.
+        #expect(try await client.store.sweepAll(queue: q, deadline: Int64(nowMs() - 1)) == 0)
         let reaped = try await client.store.reap(queue: q, now: Int64(nowMs()), limit: 100, reclaim: true, deadMax: 10_000, deadMaxAge: .seconds(604_800))
         #expect(reaped.reclaimed == 1)
         #expect(try await job.status() == .queued)
+    }
+
+    /// The sweep pages through `Q:jobs` (`HSCAN` inside the script) and gives a lease entry to
+    /// every record that says running but has none, whoever wrote it, passing over records
+    /// that are not running, that already hold a lease, or that are no record at all.
+    @Test func sweepPagesFindOnlyRunningJobsWithoutALease() async throws {
+        let client = try TestRedis.shared.client(prefix: TestRedis.uniquePrefix())
+        defer { client.close() }
+        let store = client.store, k = store.keys, q = "default"
+        let running = RawRecord.status("running")
+        var lost: [String] = []
+        for i in 0..<40 {
+            var r = RawRecord()
+            r.attempts = .int(1); r.token = .int(1); r.maxAttempts = .int(3)
+            // Values over 64 bytes make Redis keep the hash as a real hash table, which HSCAN
+            // walks in pages (a small hash comes back whole in one page).
+            r.payload = .str("\"" + String(repeating: "x", count: 80) + "\"")
+            switch i % 5 {
+            case 0:  // running, no lease entry: the sweep's business
+                r.status = running
+                try await r.put(store, queue: q, id: "lost-\(i)")
+                lost.append("lost-\(i)")
+            case 1:  // running with its lease
+                r.status = running
+                try await r.put(store, queue: q, id: "leased-\(i)", lease: nowMs() + 60_000)
+            case 2:  // queued
+                try await r.put(store, queue: q, id: "queued-\(i)", ready: .io)
+            case 3:  // final
+                r.status = RawRecord.status("succeeded"); r.finishedAt = .int(nowMs())
+                try await r.put(store, queue: q, id: "done-\(i)")
+            default:  // no record a script can use
+                try await RawRecord.putBytes(store, queue: q, id: "garbage-\(i)", "garbage")
+            }
+        }
+        let deadline = nowMs() - 1
+        var cursor = "0", found = 0, pages = 0
+        repeat {
+            let page = try await store.sweep(queue: q, cursor: cursor, count: 5, deadline: deadline)
+            cursor = page.next
+            found += page.found
+            pages += 1
+        } while cursor != "0" && pages < 1000
+        #expect(found == lost.count && pages > 1, "found \(found) in \(pages) pages")
+        let leased = try await client.connection.send(["ZRANGEBYSCORE", k.leases(q), String(deadline), String(deadline)])
+            .array.compactMap(\.string).sorted()
+        #expect(leased == lost.sorted())
+        #expect(try await client.connection.send(["ZCARD", k.leases(q)]).int == lost.count * 2)
+        // Nothing else changed: the garbage is still garbage, nothing was queued or finalized.
+        #expect(try await client.connection.send(["HGET", k.jobs(q), "garbage-4"]).string == "garbage")
+        #expect(try await client.connection.send(["LLEN", k.ready(q, .io)]).int == 8)
+        #expect(try await client.connection.send(["ZCARD", k.expiry(q)]).int == 0)
+        // The reaper takes the swept jobs back (each had attempts left: queued again).
+        let reaped = try await store.reap(queue: q, now: nowMs(), limit: 100, reclaim: true, deadMax: 10_000, deadMaxAge: .seconds(604_800))
+        #expect(reaped.reclaimed == lost.count)
+        #expect(try await store.statuses(queue: q, ids: lost).allSatisfy { $0 == "queued" })
     }
 
     @Test func producerRetriesAcrossADroppedConnectionExactlyOnce() async throws {
@@ -137,8 +200,9 @@ extension ReliabilityTests {
         let prefix = TestRedis.uniquePrefix()
         let admin = RedisConnection(configuration: redis.configuration)
         defer { admin.close() }
-        let user = "noevalsha\(prefix)"
-        try await admin.send(["ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-evalsha"])
+        // Records are read by the get script, whose HMGET this user may not run: an error reply.
+        let user = "nohmget\(prefix)"
+        try await admin.send(["ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-hmget"])
         let good = try redis.client(prefix: prefix)
         defer { good.close() }
         let job = try await good.enqueue("noop")

@@ -151,18 +151,28 @@ import Glibc
         #expect(badPayload.status == .dead && badPayload.attempts == 1 && badPayload.error?.type == "bad_payload")  // not retried
         let badCPU = try await kiln.enqueue("cpu.spin", json: "[1]", options: JobOptions(retries: 0)).wait(timeout: .seconds(20))
         #expect(badCPU.status == .failed && badCPU.error?.type == "bad_payload")
-        // Envelopes written to Redis by hand.
-        let k = kiln.store.keys
-        try await kiln.connection.send(["SADD", k.queues, "default"])
-        try await kiln.connection.send(["HSET", k.job("default", "hand-1"), "payload", "{}", "timeout_ms", "1000"])  // no type
-        try await kiln.connection.send(["HSET", k.job("default", "hand-2"), "type", "echo", "payload", "{oops", "timeout_ms", "1000"])
-        try await kiln.connection.send(["HSET", k.job("default", "hand-3"), "type", "echo", "payload", "1", "kind", "gpu", "timeout_ms", "1000"])
-        try await kiln.connection.send(["LPUSH", k.pending("default", .io), "hand-1", "hand-2", "hand-3", "hand-no-record"])
-        for id in ["hand-1", "hand-2", "hand-3", "hand-no-record"] {
+        // Records written to Redis by hand (another producer's protocol v3 records on the ready list).
+        let store = kiln.store, q = "default"
+        func hand(_ id: String, _ change: (inout RawRecord) -> Void) async throws {
+            var r = RawRecord()
+            r.timeoutMs = .int(1000)
+            change(&r)
+            try await r.put(store, queue: q, id: id, ready: .io)
+        }
+        try await hand("hand-1") { $0.type = .nilValue }  // no type
+        try await hand("hand-2") { $0.payload = .str("{oops") }
+        try await hand("hand-3") { $0.payload = .str("1"); $0.kind = .str("gpu") }
+        try await hand("hand-4") { $0.payload = .int(1) }  // a number where the JSON text belongs
+        try await RawRecord.putBytes(store, queue: q, id: "hand-5", "no MessagePack here", ready: .io)
+        // An id with no record at all: fetch drops it (nothing to run, nothing to finalize).
+        try await kiln.connection.send(["RPUSH", store.keys.ready(q, .io), "hand-no-record"])
+        for id in ["hand-1", "hand-2", "hand-3", "hand-4", "hand-5"] {
             let r = try await kiln.wait(id, timeout: .seconds(20))
             #expect(r.status == .failed, "\(id): \(r.statusText)")
             #expect(r.error?.type == "malformed_envelope", "\(id): \(String(describing: r.error))")
         }
+        try await eventually("the ready list is drained") { try await kiln.connection.send(["LLEN", store.keys.ready(q, .io)]).int == 0 }
+        #expect(try await store.record(queue: q, id: "hand-no-record") == nil)
         let crash = try await kiln.enqueue("cpu.crash", options: JobOptions(retries: 0)).wait(timeout: .seconds(20))
         #expect(crash.status == .failed && crash.error?.message == "worker process crashed: signal 6")
         // Still serving, I/O and CPU.

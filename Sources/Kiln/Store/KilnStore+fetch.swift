@@ -72,7 +72,8 @@ extension KilnScripts {
     /// KEYS: Q:ready:KIND, Q:jobs, Q:leases, Q:expiry. ARGV: Q, now, count, worker, lease_ms,
     /// lease_margin_ms. Pops up to `count` ids and leases each runnable one. Returns a flat array,
     /// 8 per leased job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms. Ids
-    /// without a record, or whose record is not queued, are dropped; a queued record with the
+    /// without a record, or whose record is not queued, are dropped, and so is an id popped twice
+    /// in one call after its first time; a queued record with the
     /// cancel flag ends `cancelled`, one out of range (or not a v3 record) `failed`.
     public static let fetch = Script(name: "fetch", body: """
     -- fetch
@@ -90,9 +91,12 @@ extension KilnScripts {
     -- A request that waited in a cut-off worker's connection must not lease into Redis's past.
     local t = math.max(now, redis_now())
     local raws = redis.call('HMGET', KEYS[2], unpack(ids))
-    local out, leases = {}, {}
+    local out, leases, seen = {}, {}, {}
     for i, id in ipairs(ids) do
-      local r = load(raws[i])
+      -- An id pushed twice (by another producer) is read twice from the same HMGET: lease it once.
+      local r = nil
+      if not seen[id] then r = load(raws[i]) end
+      seen[id] = true
       if r == false then
         local b = broken(now, 'record is not a version 3 record')
         finalize(id, b, FAILED, now); put(id, b)

@@ -105,7 +105,9 @@ extension KilnScripts {
       local io_ids, cpu_ids = {}, {}
       for i, id in ipairs(due) do
         local r = load(raws[i])
-        if r and r[F_STATUS] == RETRYING then
+        if r == false then
+          local b = broken(now, 'record is not a version 3 record'); finalize(id, b, FAILED, now); put(id, b)
+        elseif r and r[F_STATUS] == RETRYING then
           r[F_STATUS] = QUEUED; put(id, r); promoted = promoted + 1
           if r[F_KIND] == 'cpu' then cpu_ids[#cpu_ids + 1] = id else io_ids[#io_ids + 1] = id end
         end
@@ -148,7 +150,9 @@ extension KilnScripts {
           local r = load(raws[k])
           if r and r[F_STATUS] >= SUCCEEDED then
             local ttl = int_in(r[F_TTL], 1, MAX_MS) and r[F_TTL] or DEFAULT_TTL
-            if math.ceil((r[F_FINISHED] + ttl) / 1000) * 1000 <= now then
+            -- A finished_at that is not a time (hand-edited) must not stop the reap: it counts as long ago.
+            local finished = int_in(r[F_FINISHED], 0, MAX_COUNT) and r[F_FINISHED] or 0
+            if math.ceil((finished + ttl) / 1000) * 1000 <= now then
               doomed[#doomed + 1] = id; settled[#settled + 1] = id
             end
           elseif not r then

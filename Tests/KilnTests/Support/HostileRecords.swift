@@ -3,38 +3,69 @@ import Kiln
 import KilnRedis
 import Testing
 
-/// Helpers for `HostileInputTests`: records written the way another producer would (the
-/// documented `MULTI`/`HSET`/`LPUSH` form), files of raw bytes, and checks on what the CLI printed.
+/// Helpers for `HostileInputTests`: records written the way another producer would (a protocol
+/// v3 record put into `Q:jobs` and its id pushed onto a ready list, `RawRecord`), files of raw
+/// bytes, and checks on what the CLI printed.
 enum HostileRecords {
-    /// Writes a queued record in queue `default` with Kiln's defaults, `overrides` replacing
-    /// fields, and pushes its id, in one MULTI/EXEC (docs/protocol.md, "Without scripts").
-    static func put(_ client: KilnClient, id: String, type: String, payload: String, kind: String = "io",
-                    overrides: [String: String]) async throws {
-        let k = client.store.keys
-        var fields: [String: String] = [
-            "id": id, "type": type, "queue": "default", "kind": kind, "payload": payload, "status": "queued",
-            "attempts": "0", "max_attempts": "1", "timeout_ms": "10000", "result_ttl_ms": "86400000",
-            "enqueued_at": String(Int64(Date().timeIntervalSince1970 * 1000)), "token": "0",
-        ]
-        for (f, v) in overrides { fields[f] = v }
-        let hset = ["HSET", k.job("default", id)] + fields.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }
-        let replies = try await client.connection.pipeline([["SADD", k.queues, "default"], ["MULTI"], hset,
-                                                            ["LPUSH", k.pending("default", .io), id], ["EXEC"]])
-        for r in replies { if case .error(let e) = r { throw TestFailure("writing \(id): \(e)") } }
+    static let queue = "default"
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// Another producer's queued record in queue `default`: Kiln's defaults (`RawRecord`) with
+    /// this type, payload and kind, changed by `change`, its id pushed onto `ready`; one MULTI/EXEC.
+    static func put(_ client: KilnClient, id: String, type: String = "echo", payload: String = "null", kind: String = "io",
+                    ready: JobKind? = .io, _ change: (inout RawRecord) -> Void = { _ in }) async throws {
+        var r = RawRecord()
+        r.type = .str(type)
+        r.payload = .str(payload)
+        r.kind = .str(kind)
+        change(&r)
+        try await r.put(client.store, queue: queue, id: id, ready: ready)
     }
 
-    /// The record is final with `status`, expires within the default day, its done list holds
-    /// `status` (so waiters wake), and it holds no lease.
-    static func expectFinalAndExpiring(_ client: KilnClient, id: String, status: String,
-                                       sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    /// The expiry score of `id` in `Q:expiry` (members are ids separated by spaces), if it is in one.
+    static func expiryScore(_ client: KilnClient, id: String, queue: String = queue) async throws -> Int64? {
+        let flat = try await client.connection.send(["ZRANGE", client.store.keys.expiry(queue), "0", "-1", "WITHSCORES"]).array
+        for i in stride(from: 0, to: flat.count - 1, by: 2) where (flat[i].string ?? "").split(separator: " ").contains(Substring(id)) {
+            return flat[i + 1].string.flatMap { Double($0) }.map { Int64($0) }
+        }
+        return nil
+    }
+
+    /// Whether `id` is on any ready list, or in `Q:leases`, `Q:later` or `Q:dead` of `queue`.
+    static func indexes(_ client: KilnClient, id: String, queue: String = queue) async throws -> [String] {
         let k = client.store.keys
-        let pttl = try await client.connection.send(["PTTL", k.job("default", id)]).int ?? -3
-        #expect(pttl > 1000 && pttl <= 86_400_000, "\(id): PTTL \(pttl)", sourceLocation: sourceLocation)
-        let done = try await client.connection.send(["LRANGE", k.done("default", id), "0", "-1"]).array.compactMap(\.string)
-        #expect(done == [status], "\(id): done list \(done)", sourceLocation: sourceLocation)
-        #expect(try await client.connection.send(["PTTL", k.done("default", id)]).int ?? -3 > 1000, sourceLocation: sourceLocation)
-        #expect(try await client.connection.send(["ZSCORE", k.running("default"), id]).isNull, "\(id) still leased",
-                sourceLocation: sourceLocation)
+        var found: [String] = []
+        for kind in [JobKind.io, .cpu] {
+            if try await client.connection.send(["LPOS", k.ready(queue, kind), id]).int != nil { found.append("ready:\(kind.rawValue)") }
+        }
+        for (name, key) in [("leases", k.leases(queue)), ("later", k.later(queue)), ("dead", k.dead(queue))] {
+            if !(try await client.connection.send(["ZSCORE", key, id]).isNull) { found.append(name) }
+        }
+        return found
+    }
+
+    /// The job is final with `status` (read through the store, as every client reads it), its id
+    /// is in `Q:expiry` with a score within `ttlMs` (+ the second the index rounds up to) from
+    /// now, it holds no lease and is on no other index (`Q:dead` only if `dead`), and a waiter
+    /// wakes at once with that status.
+    static func expectFinalAndExpiring(_ client: KilnClient, id: String, status: String, ttlMs: Int64 = 86_400_000,
+                                       sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let now = nowMs()
+        let rec = try await client.store.record(queue: queue, id: id)
+        #expect(rec?.statusText == status && rec?.isFinal == true, "\(id): \(rec?.json ?? "no record")", sourceLocation: sourceLocation)
+        let score = try await expiryScore(client, id: id)
+        #expect(score != nil, "\(id) is not in the expiry index", sourceLocation: sourceLocation)
+        if let score {
+            #expect(score > now && score <= now + ttlMs + 1000, "\(id): expires at \(score), now \(now), ttl \(ttlMs)",
+                    sourceLocation: sourceLocation)
+        }
+        let on = try await indexes(client, id: id)
+        #expect(on == (status == "dead" ? ["dead"] : []), "\(id) is still on \(on)", sourceLocation: sourceLocation)
+        let started = ContinuousClock.now
+        let woken = try await client.wait(id, queue: queue, timeout: .seconds(5))
+        #expect(woken.statusText == status, "\(id): a waiter got \(woken.statusText)", sourceLocation: sourceLocation)
+        #expect(ContinuousClock.now - started < .seconds(2), "\(id): the waiter was not woken at once", sourceLocation: sourceLocation)
     }
 
     /// A temp file holding exactly `bytes`.

@@ -27,17 +27,32 @@ struct RawRecord {
     var flags: RawValue = .int(0)
     var retriedAt: RawValue = .int(0)
 
-    /// One field's value: a MessagePack integer or string (any bytes), or nil (which truncates
-    /// the array in Lua: a malformed record).
+    /// One field's value: a MessagePack integer or string (any bytes), a float (MessagePack
+    /// double unless it is a whole number that fits 64 bits: `1.5`, `1e23`), or nil (a hole:
+    /// cmsgpack then packs the record as a map of positions, a malformed record).
     enum RawValue {
         case int(Int64)
+        case float(Double)
         case str(String)
         case nilValue
+
+        /// The tag and text `packScript` and `patch` read.
+        var tagged: [String] {
+            switch self {
+            case .int(let v): return ["i", String(v)]
+            case .float(let v): return ["i", String(v)]
+            case .str(let s): return ["s", s]
+            case .nilValue: return ["n", ""]
+            }
+        }
     }
 
     /// Status codes of the record's field 2.
     static let code: [String: Int64] = ["queued": 1, "running": 2, "retrying": 3, "succeeded": 4, "failed": 5,
                                         "timed_out": 6, "cancelled": 7, "dead": 8]
+
+    /// The status field for a status name (`.status("running")`).
+    static func status(_ name: String) -> RawValue { .int(code[name]!) }
 
     var fields: [RawValue] {
         [format, status, type, kind, payload, attempts, maxAttempts, token, timeoutMs, resultTTLms, enqueuedAt,
@@ -45,30 +60,46 @@ struct RawRecord {
     }
 
     /// Writes the record of `id` in `queue` (`Q:jobs`), registers the queue, and, with `ready`,
-    /// pushes the id onto that ready list; all in one script, so nothing is half-written.
-    /// `lease` adds the id to `Q:leases` with that deadline (ms); `dead` to `Q:dead` at that time.
+    /// pushes the id onto that ready list; all in one MULTI/EXEC, so nothing is half-written.
+    /// `lease` adds the id to `Q:leases` with that deadline (ms); `later` to `Q:later`, `dead` to
+    /// `Q:dead` at that time.
     func put(_ store: KilnStore, queue: String = "default", id: String, ready: JobKind? = nil,
-             lease: Int64? = nil, dead: Int64? = nil) async throws {
+             lease: Int64? = nil, later: Int64? = nil, dead: Int64? = nil) async throws {
         let k = store.keys
-        // ARGV: id, then per field a tag ("i" int, "s" string, "n" nil) and its text.
-        var args = [id]
-        for f in fields {
-            switch f {
-            case .int(let v): args += ["i", String(v)]
-            case .str(let s): args += ["s", s]
-            case .nilValue: args += ["n", ""]
-            }
-        }
-        var cmds: [[String]] = [["EVAL", Self.packScript, "2", k.jobs(queue), k.queues] + args,
-                                ["SADD", k.queues, queue]]
+        // ARGV: id, then per field a tag ("i" number, "s" string, "n" nil) and its text.
+        let args = [id] + fields.flatMap(\.tagged)
+        try await Self.write(store, queue: queue, id: id, ["EVAL", Self.packScript, "2", k.jobs(queue), k.queues] + args,
+                             ready: ready, lease: lease, later: later, dead: dead)
+    }
+
+    /// The record write `record`, then the version marker, the queue registration and the index entries, in one
+    /// MULTI/EXEC; throws if any command failed.
+    private static func write(_ store: KilnStore, queue: String, id: String, _ record: [String], ready: JobKind? = nil,
+                              lease: Int64? = nil, later: Int64? = nil, dead: Int64? = nil) async throws {
+        let k = store.keys
+        // As a producer in another language does (docs/protocol.md, "Enqueue from another
+        // language"): the version marker on an empty prefix, then the queue registry.
+        var cmds: [[String]] = [record, ["SET", k.version, "3", "NX"], ["SADD", k.queues, queue]]
         if let ready { cmds.append(["RPUSH", k.ready(queue, ready), id]) }
         if let lease { cmds.append(["ZADD", k.leases(queue), String(lease), id]) }
+        if let later { cmds.append(["ZADD", k.later(queue), String(later), id]) }
         if let dead { cmds.append(["ZADD", k.dead(queue), String(dead), id]) }
         let replies = try await store.connection.pipeline([["MULTI"]] + cmds + [["EXEC"]])
         for r in replies { if case .error(let e) = r { throw TestFailure("writing raw record \(id): \(e)") } }
         if case .array(let results) = replies.last ?? .null {
             for r in results { if case .error(let e) = r { throw TestFailure("writing raw record \(id): \(e)") } }
         }
+    }
+
+    /// Writes as the record of `id` whatever the Lua expression `lua` evaluates to inside Redis
+    /// (for bytes a Swift string cannot carry: `cmsgpack.pack({format = 3})` for a map,
+    /// `string.rep(string.char(0x91), 100000)` for deep nesting, a truncated pack), with the same
+    /// queue registration and index entries as `put`.
+    static func putPacked(_ store: KilnStore, queue: String = "default", id: String, lua: String, ready: JobKind? = nil,
+                          lease: Int64? = nil, later: Int64? = nil, dead: Int64? = nil) async throws {
+        let script = "return redis.call('HSET', KEYS[1], ARGV[1], \(lua))"
+        try await write(store, queue: queue, id: id, ["EVAL", script, "1", store.keys.jobs(queue), id],
+                        ready: ready, lease: lease, later: later, dead: dead)
     }
 
     /// KEYS: Q:jobs, P:queues. ARGV: id, then a tag and a value per field.
@@ -82,22 +113,16 @@ struct RawRecord {
     """
 
     /// Writes `bytes` as the record of `id` (anything at all: not MessagePack, a map, a number).
-    static func putBytes(_ store: KilnStore, queue: String = "default", id: String, _ bytes: String, ready: JobKind? = nil) async throws {
-        var cmds: [[String]] = [["HSET", store.keys.jobs(queue), id, bytes], ["SADD", store.keys.queues, queue]]
-        if let ready { cmds.append(["RPUSH", store.keys.ready(queue, ready), id]) }
-        for r in try await store.connection.pipeline(cmds) { if case .error(let e) = r { throw TestFailure("writing \(id): \(e)") } }
+    static func putBytes(_ store: KilnStore, queue: String = "default", id: String, _ bytes: String, ready: JobKind? = nil,
+                         lease: Int64? = nil, later: Int64? = nil, dead: Int64? = nil) async throws {
+        try await write(store, queue: queue, id: id, ["HSET", store.keys.jobs(queue), id, bytes],
+                        ready: ready, lease: lease, later: later, dead: dead)
     }
 
     /// Changes fields of the existing record of `id` (1-based positions of "The record") in place.
     static func patch(_ store: KilnStore, queue: String = "default", id: String, _ changes: [Int: RawValue]) async throws {
         var args = [id]
-        for (pos, v) in changes.sorted(by: { $0.key < $1.key }) {
-            switch v {
-            case .int(let n): args += [String(pos), "i", String(n)]
-            case .str(let s): args += [String(pos), "s", s]
-            case .nilValue: args += [String(pos), "n", ""]
-            }
-        }
+        for (pos, v) in changes.sorted(by: { $0.key < $1.key }) { args += [String(pos)] + v.tagged }
         let script = """
         local raw = redis.call('HGET', KEYS[1], ARGV[1])
         if not raw then return redis.error_reply('no record') end
