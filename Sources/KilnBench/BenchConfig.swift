@@ -29,6 +29,8 @@ struct BenchConfig: Sendable {
     let w6CrashJobs: Int
     /// `--cpu-prefetch` of the W6 line with prefetch on (`BENCH_W6_PREFETCH`, default 256).
     let w6Prefetch: Int
+    /// `--prefetch` of the W2 line at concurrency 10 with I/O prefetch (`BENCH_W2_PREFETCH`, default 40).
+    let w2Prefetch: Int
     let drainTimeout: Duration
 
     static func fromEnvironment() throws -> BenchConfig {
@@ -85,6 +87,7 @@ struct BenchConfig: Sendable {
             w6Processes: try fixed("BENCH_W6_PROCESSES", 2),
             w6CrashJobs: try count("BENCH_W6_CRASH_JOBS", 2000, min: 200),
             w6Prefetch: try fixed("BENCH_W6_PREFETCH", 256),
+            w2Prefetch: try fixed("BENCH_W2_PREFETCH", 40),
             drainTimeout: .seconds(try double("BENCH_DRAIN_TIMEOUT", 300)))
     }
 
@@ -100,7 +103,7 @@ struct BenchConfig: Sendable {
             ("w4_rounds", .int(w4Rounds)), ("w4_cli_runs", .int(w4CLIRuns)),
             ("w5_cpu_jobs", .int(w5Jobs)), ("w5_processes", .int(w5Processes)), ("w5_job_seconds", .num(w5JobSeconds)),
             ("w5_sleeps", .int(w5Sleeps)), ("w5_concurrency", .int(w5Concurrency)),
-            ("w6_jobs", .int(w6Jobs)), ("w7_jobs", .int(w7Jobs)), ("w6_processes", .int(w6Processes)), ("w6_crash_jobs", .int(w6CrashJobs)), ("w6_prefetch", .int(w6Prefetch)),
+            ("w6_jobs", .int(w6Jobs)), ("w7_jobs", .int(w7Jobs)), ("w6_processes", .int(w6Processes)), ("w6_crash_jobs", .int(w6CrashJobs)), ("w6_prefetch", .int(w6Prefetch)), ("w2_prefetch", .int(w2Prefetch)),
         ])
     }
 }

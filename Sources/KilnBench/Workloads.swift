@@ -161,6 +161,17 @@ struct Workloads {
             report.figures.append(Figure(workload: "W2", name: "Redis memory per finished job, result kept (used_memory growth / \(n))", value: c10.1.memoryPerJob,
                                          unit: "bytes", target: .atMost(250)))
         }
+        // Concurrency 10 with I/O prefetch (the next jobs already in the worker when a slot frees).
+        let p = config.w2Prefetch
+        do {
+            let r = try await drain(prefix: "bench-w2-p\(p)", requests: (0..<n).map { _ in EnqueueRequest(type: "noop") },
+                                    concurrency: 10, processes: 0, name: "w2-c10-p\(p)", workerArgs: ["--prefetch", String(p)])
+            report.figures.append(Figure(workload: "W2", name: "drain \(n) noop, --concurrency 10 --prefetch \(p)", value: r.rate, unit: "jobs/s",
+                                         limit: .rpop))
+            report.commandBreakdown.append(("W2 drain, --concurrency 10 --prefetch \(p)", r.perJob))
+            report.cpuBreakdown.append(("W2 drain, --concurrency 10 --prefetch \(p)", r.cpuPerJob))
+            detail("w2_c10_p\(p)", .obj([("jobs", .int(n)), ("jobs_per_s", .num(r.rate)), ("commands_per_job", .num(r.perJob.first?.1 ?? 0))]))
+        }
         if let best = results.max(by: { $0.1.rate < $1.1.rate }) {
             report.figures.append(Figure(workload: "W2", name: "drain \(n) noop, best of --concurrency \(config.w2Concurrency.map(String.init).joined(separator: "/"))",
                                          value: best.1.rate, unit: "jobs/s", target: .atLeast(100_000), limit: .rpop, note: "best: \(best.0)"))
