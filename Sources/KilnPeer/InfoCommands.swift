@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Kiln
 
 /// `info`: name, version, enqueue modes and notes on how Kiln is driven (ADAPTER.md `info`).
@@ -16,7 +17,8 @@ struct InfoCommand: AsyncParsableCommand {
     static let notes: [String: String] = [
         "bulk": "KilnClient.enqueueBatch with all N jobs in one call; the library pipelines enqueue Lua calls of 500 jobs",
         "concurrent": "100 tasks each awaiting KilnClient.enqueue, all on the client's one pipelined connection",
-        "worker": "KilnWorker.Worker in one process: C I/O jobs at once on the async loop; cpu jobs in its pool of P child processes (niceness 10); fetch batch 256, lease 30 s",
+        "worker": "KilnWorker.Worker in one process: C I/O jobs at once on the async loop; cpu jobs in its pool of P child processes (niceness 10); fetch batch 256, lease 30 s; "
+            + (ProcessInfo.processInfo.environment["KILN_PREFETCH"].map { "I/O prefetch \($0) (KILN_PREFETCH: up to C + \($0) jobs held, C running)" } ?? "no I/O prefetch"),
         "roundtrip": RoundtripCommand.mechanism,
         "results": "kept: every job's record with its result and status stays 24 h (Kiln's default TTL); retries off (retries: 0)",
         "guarantees": "at-least-once: a fetched job holds a lease that the worker renews; if the worker dies, the reaper hands the job back to the queue. Sidekiq OSS fetches with BRPOP (a job is lost with its process) and keeps no results",

@@ -13,7 +13,8 @@ struct WorkerCommand: AsyncParsableCommand {
         discussion: """
         C is Kiln's I/O concurrency (noop, sleep and echo jobs at once on the async loop); P is the \
         size of Kiln's process pool, which runs the cpu jobs (P at a time, in child processes). \
-        Everything else is Kiln's default: lease 30 s, fetch batch 256, pool niceness 10 ($KILN_POOL_NICE changes it).
+        Everything else is Kiln's default: lease 30 s, fetch batch 256, pool niceness 10 ($KILN_POOL_NICE changes it), \
+        no I/O prefetch ($KILN_PREFETCH sets --prefetch; `info` then says so).
         """)
 
     @OptionGroup var peer: PeerOptions
@@ -27,6 +28,7 @@ struct WorkerCommand: AsyncParsableCommand {
             redis: try peer.redisConfiguration(), prefix: peer.prefix, queues: [peer.queueName],
             concurrency: concurrency, processes: processes)
         if let n = try poolNice ?? Self.environmentNumber("KILN_POOL_NICE") { options.poolNiceness = n }
+        if let n = try Self.environmentNumber("KILN_PREFETCH") { options.prefetch = n }
         let worker = try Worker(options: options, registry: PeerJobs.registry(), logger: Logger(label: "kiln-peer.worker"))
         try await worker.run()
     }
