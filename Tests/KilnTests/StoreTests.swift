@@ -7,8 +7,9 @@ import Testing
 import Glibc
 #endif
 
-/// The store through the client: a retried `finish` recognises its own applied write, and the
-/// version marker stops a client, worker or CLI at a prefix of another protocol version.
+/// The store through the client: a stale write is refused (the retried write is covered by
+/// `StoreScriptsTests.retriedFinishRecognisesItsOwnWrite`), and the version marker stops a
+/// client, worker or CLI at a prefix of another protocol version.
 @Suite struct StoreTests {
     let redis = TestRedis.shared
 
@@ -20,42 +21,6 @@ import Glibc
         let leased = try await client.store.fetch(queue: "default", kind: .io, max: 1, worker: "w1", lease: .seconds(30), now: nowMs())
         #expect(leased.count == 1 && leased[0].id == job.id)
         return (job.id, leased[0].token)
-    }
-
-    func finishTwice(_ client: KilnClient, _ a: AttemptOutcome) async throws -> [FinishReply?] {
-        var out: [FinishReply?] = []
-        // The same call twice, as a retry after a dropped connection sends it.
-        for _ in 0..<2 {
-            let r = try await client.store.finish([("default", [a][...])])
-            guard case .success(let replies) = r[0] else { throw TestFailure("finish failed: \(r[0])") }
-            out += replies
-        }
-        return out
-    }
-
-    @Test(arguments: [
-        (AttemptOutcome.Ending.succeeded, 0, Int64?.none, JobStatus.succeeded),
-        (.failed, 2, 5_000, .retrying),
-        (.failed, 2, nil, .dead),
-        (.failed, 0, nil, .failed),
-        (.timedOut, 0, 1_000, .timedOut),
-        (.cancelled, 0, nil, .cancelled),
-    ])
-    func retriedFinishRecognisesItsOwnWrite(ending: AttemptOutcome.Ending, retries: Int, delay: Int64?, left: JobStatus) async throws {
-        let client = try redis.client(prefix: TestRedis.uniquePrefix())
-        defer { client.close() }
-        let (id, token) = try await leasedJob(client, retries: retries)
-        let a = AttemptOutcome(id: id, token: token, ending: ending, result: ending == .succeeded ? "42" : "",
-                               errorType: ending == .succeeded ? "" : (ending == .timedOut ? "timeout" : (ending == .cancelled ? "cancelled" : "error")),
-                               errorMessage: "boom", retryDelayMs: delay, endedAt: nowMs())
-        #expect(try await finishTwice(client, a) == [.left(left), .left(left)])
-        let rec = try #require(try await client.store.record(queue: "default", id: id))
-        #expect(rec.status == left && rec.attempts == 1)
-        if left.isFinal {
-            // Written once: indexed for expiry once.
-            #expect(try await client.connection.send(["ZCARD", client.store.keys.expiry("default")]).int == 1)
-            #expect(try await RawRecord.expiresAt(client.store, id: id) != nil)
-        }
     }
 
     @Test func aStaleWriteIsStillRefused() async throws {
