@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks the protocol v3 scripts (the Lua in Sources/Kiln/StoreV3) against a real redis-server
+"""Checks the protocol v3 scripts (the Lua in Sources/Kiln/Store) against a real redis-server
 and measures their cost.
 
 Usage: python3 design/v3/check.py   (starts its own redis-server on a free loopback port)
@@ -53,7 +53,7 @@ def free_port():
     s = socket.socket(); s.bind(('127.0.0.1', 0)); p = s.getsockname()[1]; s.close(); return p
 
 
-SWIFT = os.path.join(HERE, '..', '..', 'Sources', 'Kiln', 'StoreV3')
+SWIFT = os.path.join(HERE, '..', '..', 'Sources', 'Kiln', 'Store')
 
 
 def lua_of(literal):
@@ -63,9 +63,9 @@ def lua_of(literal):
 
 def scripts():
     """Every v3 script's full text, read from the Swift sources (the only copy of the Lua)."""
-    prelude = re.search(r'static let prelude = """\n(.*?)\n    """', open(os.path.join(SWIFT, 'KilnScriptsV3.swift')).read(), re.S)
+    prelude = re.search(r'static let prelude = """\n(.*?)\n    """', open(os.path.join(SWIFT, 'KilnScripts.swift')).read(), re.S)
     out = {}
-    for path in glob.glob(os.path.join(SWIFT, 'KilnStoreV3+*.swift')):
+    for path in glob.glob(os.path.join(SWIFT, 'KilnStore+*.swift')):
         for name, body in re.findall(r'Script\(name: "(\w+)", body: """\n(.*?)\n    """\)', open(path).read(), re.S):
             out[name] = lua_of(prelude.group(1)).rstrip('\n') + '\n' + lua_of(body)
     missing = set(NAMES) - set(out)
