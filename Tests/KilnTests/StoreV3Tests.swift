@@ -4,7 +4,7 @@ import KilnRedis
 import Synchronization
 import Testing
 
-/// `KilnStore` (protocol v3, `docs/protocol-v3.md`) against a real redis-server: every scenario
+/// `KilnStore` (protocol v3, `docs/protocol.md`) against a real redis-server: every scenario
 /// of `design/v3/check.py` (which runs the same Lua from Python), through the typed methods. Each test has a prefix of its own.
 @Suite struct StoreV3Tests {
     let redis = TestRedis.shared
