@@ -9,7 +9,8 @@ import Glibc
 
 /// The least-privilege Redis ACL users of `docs/security.md`, verified end to end on a dedicated
 /// redis-server whose default user is disabled: a worker and the `kiln` producer commands run the
-/// whole job life cycle (run, pool, retry, dead-letter, cancel, lease renewal, hand-back) as those
+/// whole job life cycle (run, pool, retry, dead-letter, cancel, caller-chosen ids, a long wait,
+/// lease renewal, the sweep, hand-back) as those
 /// users without a single ACL denial, and each user is refused what it must not do.
 @Suite(.serialized) struct ACLTests {
     /// The rules after `ACL SETUSER kiln-producer reset on >PASSWORD`, exactly as in docs/security.md.
@@ -97,7 +98,7 @@ import Glibc
         let worker = try ChildProcess(
             [KilnBinary.path, "worker", "--processes", "1", "--lease", "2s", "--shutdown-grace", "300ms",
              "--retry-backoff", "50ms", "--name", "acl-worker"],
-            environment: ["KILN_REDIS_URL": server.workerURL, "KILN_PREFIX": "kiln", "KILN_QUEUES": "default"])
+            environment: ["KILN_REDIS_URL": server.workerURL, "KILN_PREFIX": "kiln", "KILN_QUEUES": "default,slow"])
         do {
             try await eventually("worker did not start: \(worker.output.suffix(1500))", timeout: .seconds(20)) {
                 if worker.poll() != nil { throw TestFailure("worker exited early: \(worker.output.suffix(1500))") }
@@ -138,6 +139,12 @@ import Glibc
             anonymous.close()
 
             try await withWorker(server) { worker in
+                // A wait longer than the subscriber connection's keep-alive (a PING after 15 s
+                // without traffic), on a queue of its own so nothing else wakes that connection.
+                let longWait = try ChildProcess([KilnBinary.path, "enqueue", "sleep", #"{"ms":17000}"#, "--queue", "slow", "--wait", "--wait-timeout", "40s"],
+                                                environment: ["KILN_REDIS_URL": server.producerURL, "KILN_PREFIX": "kiln"])
+                defer { if longWait.poll() == nil { longWait.signal(SIGKILL) } }
+
                 // I/O job, waited for.
                 let echo = try await server.kiln("enqueue", "echo", #"{"a":1}"#, "--wait", "--wait-timeout", "20s")
                 #expect(echo.code == 0 && echo.line == #"{"a":1}"#, "echo: \(echo.code) \(echo.stdout) \(echo.stderr)")
@@ -186,6 +193,15 @@ import Glibc
 
                 let queues = try await server.kiln("queues")
                 #expect(queues.code == 0 && queues.stdout.contains("default"), "queues: \(queues.code) \(queues.stdout) \(queues.stderr)")
+
+                // A caller-chosen id: checked for existence before anything is written, and refused once taken.
+                let chosen = try await server.kiln("enqueue", "echo", "7", "--id", "order-7", "--wait", "--wait-timeout", "20s")
+                #expect(chosen.code == 0 && chosen.line == "7", "enqueue --id: \(chosen.code) \(chosen.stdout) \(chosen.stderr)")
+                let again = try await server.kiln("enqueue", "echo", "7", "--id", "order-7")
+                #expect(again.code == 2 && again.stderr.contains("already exists"), "enqueue --id again: \(again.code) \(again.stdout) \(again.stderr)")
+
+                let longCode = try await longWait.wait(timeout: .seconds(40))
+                #expect(longCode == 0, "a wait of 17 s: \(longCode) \(longWait.stdout) \(longWait.stderr)")
 
                 // A running job's lease is renewed, and on shutdown it is handed back to the queue.
                 let held = try await server.kiln("enqueue", "sleep", #"{"ms":20000}"#)
