@@ -58,7 +58,7 @@ public struct JobRecord: Sendable, Equatable {
     }
 
     /// Builds a record from the field/value pairs the protocol v3 `get` script returns for one id
-    /// (`docs/protocol-v3.md`, "The record": all text, `status` as its name, absent values `0` or
+    /// (`docs/protocol.md`, "The record": all text, `status` as its name, absent values `0` or
     /// empty); `nil` if there are none (no such job). The v3 record holds neither id nor queue.
     public init?(fields: RedisValue, id: String, queue: String) {
         guard let f = Self.pairs(fields) else { return nil }

@@ -3,7 +3,7 @@ import KilnRedis
 import Synchronization
 
 /// Waits for any number of jobs over one subscriber connection, shared by every waiter of a
-/// client (docs/protocol-v3.md, "Waiting for results").
+/// client (docs/protocol.md, "Waiting for results").
 ///
 /// A waiter registers its keys first; a key is read only once the subscription to its channel
 /// is confirmed, and read again on every message naming it and after every resubscription. So a

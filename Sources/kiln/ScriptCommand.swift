@@ -7,9 +7,9 @@ struct ScriptCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "script",
         abstract: "Print the Lua text of one of Kiln's Redis scripts (for producers in other languages).",
-        discussion: "Load it with SCRIPT LOAD and run it with EVALSHA as docs/protocol.md describes. --list prints the names.")
+        discussion: "Load it with SCRIPT LOAD and run it with EVALSHA as docs/protocol.md describes (a producer needs enqueue, and get to read results). --list prints the names.")
 
-    @Argument(help: "The script's name, e.g. enqueue.") var name: String?
+    @Argument(help: "The script's name, e.g. enqueue or get.") var name: String?
     @Flag(help: "Print the names of all scripts, one per line.") var list = false
 
     func validate() throws {

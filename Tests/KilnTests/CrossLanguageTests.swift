@@ -4,7 +4,7 @@ import KilnRedis
 import Testing
 
 /// A producer in another language: the worked example of docs/protocol.md, run with nothing but
-/// `sh` and `redis-cli` (plus `kiln script` to get the Lua text), against a real Kiln worker.
+/// `sh`, `redis-cli` and `awk` (plus `kiln script` to get the Lua text), against a real Kiln worker.
 @Suite struct CrossLanguageTests {
     let redis = TestRedis.shared
 
@@ -13,30 +13,50 @@ import Testing
         let worker = try await cli.startWorker(["--processes", "0"])
         defer { worker.signal(SIGKILL) }
         let P = cli.prefix
-        let dir = NSTemporaryDirectory() + "kiln-xlang-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The commands of docs/protocol.md, "Worked example with redis-cli", with this test's
+        // prefix and port: version marker, queue registry, EVALSHA of `enqueue` (a retry of the same
+        // call recognised, a new call with the same id refused), then `get` until the status is final.
         let script = """
         set -eu
         R="redis-cli -p \(redis.port)"
-        "\(KilnBinary.path)" script enqueue > "\(dir)/enqueue.lua"
-        SHA=$($R SCRIPT LOAD "$(cat "\(dir)/enqueue.lua")")
-        NOW=$(date +%s%3N)
-        $R SET '\(P):version' 2 NX > /dev/null
-        test "$($R GET '\(P):version')" = 2
+        KILN="\(KilnBinary.path)"
+        ENQ=$($R SCRIPT LOAD "$("$KILN" script enqueue)")
+        GET=$($R SCRIPT LOAD "$("$KILN" script get)")
+        V=$($R GET '\(P):version')
+        if [ -z "$V" ]; then
+          test "$($R EXISTS '\(P):queues')" = 0
+          $R SET '\(P):version' 3 NX > /dev/null
+          V=$($R GET '\(P):version')
+        fi
+        test "$V" = 3
         $R SADD '\(P):queues' default > /dev/null
-        echo "first: $($R EVALSHA "$SHA" 2 '\(P):{default}:job:order-42' '\(P):{default}:pending:io' order-42 echo default io '{"hello":"world"}' 4 300000 86400000 "$NOW")"
-        echo "again: $($R EVALSHA "$SHA" 2 '\(P):{default}:job:order-42' '\(P):{default}:pending:io' order-42 echo default io '{"hello":"world"}' 4 300000 86400000 "$NOW")"
-        echo "done: $($R BLMOVE '\(P):{default}:done:order-42' '\(P):{default}:done:order-42' RIGHT RIGHT 20)"
-        echo "result: $($R HGET '\(P):{default}:job:order-42' result)"
+        NOW=$(date +%s%3N)
+        enqueue() {
+          $R EVALSHA "$ENQ" 3 '\(P):{default}:jobs' '\(P):{default}:ready:io' '\(P):{default}:ready:cpu' \\
+            '\(P):{default}:' "$1" order-42 echo io '{"hello":"world"}' 4 300000 86400000 | paste -sd ' ' -
+        }
+        echo "first: $(enqueue "$NOW")"
+        echo "again: $(enqueue "$NOW")"
+        echo "other: $(enqueue "$((NOW + 1))")"
+        get() { $R EVALSHA "$GET" 1 '\(P):{default}:jobs' '\(P):{default}:' order-42; }
+        field() { awk -v f="$1" 'NR % 2 == 1 { k = $0; next } k == f { print; exit }'; }
+        S=
+        for i in $(seq 200); do
+          S=$(get | field status)
+          case "$S" in succeeded|failed|timed_out|cancelled|dead) break ;; esac
+          sleep 0.1
+        done
+        echo "status: $S"
+        echo "result: $(get | field result)"
         """
         let p = try ChildProcess(["/bin/sh", "-c", script])
         let code = try await p.wait(timeout: .seconds(60))
         #expect(code == 0, "sh: \(p.stderr)")
         #expect(p.stdout == """
-        first: 1
-        again: 0
-        done: succeeded
+        first: 0 0 0
+        again: 0 0 1
+        other: 1 1 0
+        status: succeeded
         result: {"hello":"world"}
 
         """, "stdout: \(p.stdout) stderr: \(p.stderr)")
