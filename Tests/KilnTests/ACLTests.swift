@@ -145,6 +145,12 @@ import Glibc
                                                 environment: ["KILN_REDIS_URL": server.producerURL, "KILN_PREFIX": "kiln"])
                 defer { if longWait.poll() == nil { longWait.signal(SIGKILL) } }
 
+                // A result kept 1 ms, whose id is in Q:revived (as after `kiln retry`): the reaper
+                // reads its record before deleting it through Q:expiry, then clears the id.
+                _ = try await server.admin.send(["SADD", ACLTests.K.revived("default"), "brief-1"])
+                let brief = try await server.kiln("enqueue", "echo", "1", "--id", "brief-1", "--result-ttl", "1ms", "--wait", "--wait-timeout", "20s")
+                #expect(brief.code == 0 && brief.line == "1", "enqueue --result-ttl 1ms: \(brief.code) \(brief.stdout) \(brief.stderr)")
+
                 // I/O job, waited for.
                 let echo = try await server.kiln("enqueue", "echo", #"{"a":1}"#, "--wait", "--wait-timeout", "20s")
                 #expect(echo.code == 0 && echo.line == #"{"a":1}"#, "echo: \(echo.code) \(echo.stdout) \(echo.stderr)")
@@ -202,6 +208,9 @@ import Glibc
 
                 let longCode = try await longWait.wait(timeout: .seconds(40))
                 #expect(longCode == 0, "a wait of 17 s: \(longCode) \(longWait.stdout) \(longWait.stderr)")
+                // By now (17 s later) the reaper has expired the 1 ms result.
+                #expect(try await server.status("brief-1") == nil, "the expired result was not deleted")
+                #expect(try await server.admin.send(["SISMEMBER", ACLTests.K.revived("default"), "brief-1"]).int == 0)
 
                 // A running job's lease is renewed, and on shutdown it is handed back to the queue.
                 let held = try await server.kiln("enqueue", "sleep", #"{"ms":20000}"#)
