@@ -165,6 +165,9 @@ extension ResultWaiters {
         var iterator = wakes.makeAsyncIterator()
         while !Task.isCancelled && isCurrent(id) {
             let batch = state.withLock { s -> [Key] in
+                // A key marked again while its read was in flight, and settled by that read, has
+                // no waiter any more: it is dropped here, not read a second time.
+                s.dirty = s.dirty.filter { s.byKey[$0] != nil }
                 let keys = Array(s.dirty.prefix(readBatch))
                 for k in keys { s.dirty.remove(k) }
                 return keys
