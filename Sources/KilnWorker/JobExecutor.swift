@@ -75,9 +75,6 @@ public struct JobExecutor: Service {
         // A job ends by its timeout (plus the kill grace for CPU jobs); the lease margin leaves
         // room for writing the outcome.
         var outage = OutageTracker(what: "fetch jobs", logger: log)
-        // Whether the last fetch found fewer jobs than it had slots for: the list is (nearly)
-        // empty, so the next fetch first blocks until a job is there (in the same round trip).
-        var idle = false
         await withDiscardingTaskGroup { jobs in
             while true {
                 let n: Int
@@ -94,19 +91,9 @@ public struct JobExecutor: Service {
                 }
                 let leased: [LeasedJob]
                 do {
-                    if idle {
-                        leased = try await cancelWhenGracefulShutdown {
-                            try await store.waitAndFetch(queue: queue, kind: kind, max: n, worker: options.name, lease: options.lease,
-                                                         leaseMargin: options.leaseMargin, now: JobRunner.nowMs(), on: waiter, seconds: 5)
-                        }.map(LeasedJob.init)
-                    } else {
-                        leased = try await store.fetch(queue: queue, kind: kind, max: n, worker: options.name, lease: options.lease,
-                                                       leaseMargin: options.leaseMargin, now: JobRunner.nowMs()).map(LeasedJob.init)
-                    }
+                    leased = try await store.fetch(queue: queue, kind: kind, max: n, worker: options.name, lease: options.lease,
+                                                   leaseMargin: options.leaseMargin, now: JobRunner.nowMs()).map(LeasedJob.init)
                     outage.succeeded()
-                } catch is CancellationError {
-                    slots.release(n)
-                    break
                 } catch {
                     slots.release(n)
                     if await !outage.failed(error) { break }
@@ -118,7 +105,22 @@ public struct JobExecutor: Service {
                         await runner.run(job) { slots.release(1) }
                     }
                 }
-                idle = leased.count < n
+                if leased.count < n {
+                    // Fewer jobs than free slots: the list is (nearly) empty. Block until it has
+                    // a job (at once if it still has one) rather than fetch again right away.
+                    // The fetch is deliberately not pipelined behind this wait (which would save a
+                    // round trip): Redis would run it for a worker that was stopped or cut off while
+                    // its wait was pending, leasing jobs nobody runs until their leases expire.
+                    do {
+                        try await cancelWhenGracefulShutdown {
+                            try await store.waitForWork(queue: queue, kind: kind, on: waiter, seconds: 5)
+                        }
+                    } catch is CancellationError {
+                        break
+                    } catch {
+                        if await !outage.failed(error) { break }
+                    }
+                }
             }
         }
     }

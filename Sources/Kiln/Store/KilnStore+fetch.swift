@@ -31,39 +31,12 @@ extension KilnStore {
     public func fetch(queue: String, kind: JobKind, max: Int, worker: String, lease: Duration, leaseMargin: Duration? = nil,
                       now: Int64) async throws -> [FetchedJob] {
         if max < 1 { return [] }
-        let call = fetchCall(queue: queue, kind: kind, max: max, worker: worker, lease: lease, leaseMargin: leaseMargin, now: now)
-        let reply = try await run(KilnScripts.fetch, keys: call.keys, args: call.args)
-        // 8 fields per job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms.
-        return KilnStore.fetchedJobs(reply, queue: queue, fieldsPerJob: 8)
-    }
-
-    /// `waitForWork` and `fetch` in one round trip: on `connection`, `BLMOVE` of the ready list
-    /// onto itself and the `fetch` script right behind it, which Redis runs as soon as `BLMOVE`
-    /// returns (a job arrived, or `seconds` passed: then it usually leases nothing). Cancelling
-    /// drops the connection, and with it the queued `fetch`. If Redis lost the script (`NOSCRIPT`),
-    /// it is loaded and the fetch run again on the store's own connection.
-    public func waitAndFetch(queue: String, kind: JobKind, max: Int, worker: String, lease: Duration, leaseMargin: Duration? = nil,
-                             now: Int64, on connection: RedisBlockingConnection, seconds: Int) async throws -> [FetchedJob] {
-        let call = fetchCall(queue: queue, kind: kind, max: Swift.max(1, max), worker: worker, lease: lease, leaseMargin: leaseMargin, now: now)
-        let ready = keys.ready(queue, kind)
-        let sha = try await runner.sha(KilnScripts.fetch)
-        let replies = try await connection.pipeline([["BLMOVE", ready, ready, "RIGHT", "RIGHT", String(seconds)], runner.command(call, sha: sha)],
-                                                    blockFor: .seconds(seconds))
-        if case .error(let e) = replies[0] { throw RedisError.reply(e, command: "BLMOVE", address: address) }
-        var reply = replies[1]
-        if case .error(let e) = reply, e.hasPrefix("NOSCRIPT") {
-            reply = try await run(KilnScripts.fetch, keys: call.keys, args: call.args)
-        }
-        return KilnStore.fetchedJobs(try runner.expectOK(reply, KilnScripts.fetch), queue: queue, fieldsPerJob: 8)
-    }
-
-    /// The `fetch` call for these arguments.
-    private func fetchCall(queue: String, kind: JobKind, max: Int, worker: String, lease: Duration, leaseMargin: Duration?,
-                           now: Int64) -> ScriptRunner.Call {
         var args = [keys.queuePrefix(queue), String(now), String(min(max, Self.fetchChunk)), worker, String(KilnDuration.milliseconds(lease))]
         if let leaseMargin { args.append(String(KilnDuration.milliseconds(leaseMargin))) }
-        return ScriptRunner.Call(script: KilnScripts.fetch, keys: [keys.ready(queue, kind), keys.jobs(queue), keys.leases(queue), keys.expiry(queue)],
-                                 args: args)
+        let reply = try await run(KilnScripts.fetch, keys: [keys.ready(queue, kind), keys.jobs(queue), keys.leases(queue), keys.expiry(queue)],
+                                  args: args)
+        // 8 fields per job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms.
+        return KilnStore.fetchedJobs(reply, queue: queue, fieldsPerJob: 8)
     }
 
     /// Blocks on `connection` until `queue` has a job of `kind` ready (at once if it has one), or
