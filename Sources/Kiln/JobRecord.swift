@@ -33,30 +33,6 @@ public struct JobRecord: Sendable, Equatable {
     public var worker: String?
     public var cancelRequested: Bool
 
-    /// Builds a record from `HGETALL` output; `nil` if the hash is empty (no such job).
-    public init?(hash: RedisValue, queue: String) {
-        guard let f = Self.pairs(hash) else { return nil }
-        id = f["id"] ?? ""
-        type = f["type"] ?? ""
-        self.queue = f["queue"] ?? queue
-        kind = JobKind(rawValue: f["kind"] ?? "") ?? .io
-        statusText = f["status"] ?? "queued"
-        status = JobStatus(rawValue: statusText)
-        payload = f["payload"] ?? "null"
-        result = f["result"]
-        if let t = f["error_type"] { error = ErrorInfo(type: t, message: f["error_message"] ?? "") }
-        attempts = Int(f["attempts"] ?? "") ?? 0
-        maxAttempts = Int(f["max_attempts"] ?? "") ?? 1
-        timeoutMs = Int64(f["timeout_ms"] ?? "") ?? 0
-        resultTTLms = Int64(f["result_ttl_ms"] ?? "") ?? 0
-        enqueuedAt = f["enqueued_at"].flatMap { Int64($0) }
-        startedAt = f["started_at"].flatMap { Int64($0) }
-        finishedAt = f["finished_at"].flatMap { Int64($0) }
-        retryAt = f["retry_at"].flatMap { Int64($0) }
-        worker = f["worker"]
-        cancelRequested = f["cancel_requested"] == "1"
-    }
-
     /// Builds a record from the field/value pairs the protocol v3 `get` script returns for one id
     /// (`docs/protocol.md`, "The record": all text, `status` as its name, absent values `0` or
     /// empty); `nil` if there are none (no such job). The v3 record holds neither id nor queue.
