@@ -6,8 +6,9 @@ import ServiceLifecycle
 
 /// Fetches jobs and runs them: one fetch loop per queue and kind, each taking free slots first and
 /// then leasing at most that many jobs in one script call. I/O jobs run as child tasks on the
-/// async loop (up to `concurrency`, plus `prefetch` waiting ones); CPU jobs go to the process pool (up to `processes`, plus
-/// `cpuPrefetch` waiting ones, fetched again once they fell to the low-water mark).
+/// async loop (up to `concurrency`, plus `prefetch` waiting for a slot); CPU jobs go to the
+/// process pool (up to `processes`, plus `cpuPrefetch` waiting ones, fetched again once they fell
+/// to the low-water mark).
 ///
 /// On graceful shutdown it stops fetching, lets running jobs finish for `shutdownGrace`, then
 /// stops the rest, which hand their jobs back to the queue.

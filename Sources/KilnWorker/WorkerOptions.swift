@@ -114,12 +114,12 @@ public struct WorkerOptions: Sendable {
     /// its timeout, so a short job whose worker dies comes back this soon after its timeout.
     public var leaseMargin: Duration { killGrace + .seconds(2) }
 
-    /// The free CPU slots a CPU fetch waits for: 1 without prefetch, else enough that the jobs
-    /// waiting in the worker fell to the low-water mark.
     /// How many I/O slots must be free before the I/O fetch loop leases more: 1 without
     /// `prefetch`, else half of it (fetches then come in batches of about `prefetch / 2`).
     var ioFetchThreshold: Int { max(1, prefetch / 2) }
 
+    /// The free CPU slots a CPU fetch waits for: 1 without prefetch, else enough that the jobs
+    /// waiting in the worker fell to the low-water mark.
     var cpuFetchThreshold: Int {
         guard cpuPrefetch > 0 else { return 1 }
         return max(1, cpuPrefetch - (cpuPrefetchLowWater ?? cpuPrefetch / 4))
