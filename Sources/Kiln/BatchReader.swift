@@ -37,16 +37,25 @@ public enum BatchReader {
         if text.utf8.count > limit + 64 * 1024 {
             throw KilnError(.tooLarge, "line is \(text.utf8.count) bytes, over the payload limit of \(limit) bytes")
         }
-        // A lone surrogate must not reach the decoder, which could replace it with U+FFFD.
-        if JSONText.loneSurrogate(in: text) != nil { try JSONText.validate(text, what: "the line") }
-        // JSONDecoder tells numbers from booleans (JSONSerialization's NSNumbers do not).
-        guard case .object(let obj)? = try? JSONText.decode(JSONValue.self, from: text) else {
-            try JSONText.validate(text, what: "the line")  // throws the reason it is not JSON
-            throw KilnError(.invalidInput, "not a JSON object")
-        }
+        // Valid JSON first (with the parser's reason if not; a lone surrogate is named as such).
+        try JSONText.validate(text, what: "the line")
+        // The members as raw text: the payload passes through byte for byte.
+        guard let members = JSONMembers.split(text) else { throw KilnError(.invalidInput, "not a JSON object") }
         let allowed: Set<String> = ["type", "payload", "queue", "timeout", "retries", "result_ttl", "kind", "id"]
-        if let extra = obj.keys.sorted().first(where: { !allowed.contains($0) }) {
-            throw KilnError(.invalidInput, "unknown field '\(extra)' (expected type, payload, queue, timeout, retries, result_ttl, kind, id)")
+        var raw: [String: String] = [:]
+        for m in members {
+            guard allowed.contains(m.key) else {
+                throw KilnError(.invalidInput, "unknown field '\(SafeText.escaped(String(m.key.prefix(40))))' (expected type, payload, queue, timeout, retries, result_ttl, kind, id)")
+            }
+            guard raw.updateValue(m.raw, forKey: m.key) == nil else { throw KilnError(.invalidInput, "field '\(m.key)' appears twice") }
+        }
+        // The small fields are decoded; JSONDecoder tells numbers from booleans (JSONSerialization's NSNumbers do not).
+        var obj: [String: JSONValue] = [:]
+        for (key, text) in raw where key != "payload" {
+            guard let v = try? JSONText.decode(JSONValue.self, from: text) else {
+                throw KilnError(.invalidInput, "'\(key)' has a value this field cannot take: \(SafeText.escaped(String(text.prefix(40))))")
+            }
+            obj[key] = v
         }
         guard case .string(let type)? = obj["type"] else { throw KilnError(.invalidInput, "missing string field 'type'") }
         var options = defaults
@@ -70,7 +79,7 @@ public enum BatchReader {
             guard case .string(let i) = i else { throw KilnError(.invalidInput, "'id' must be a string") }
             options.id = i
         }
-        let payload = try obj["payload"].map { try JSONText.encode($0) } ?? "null"
+        let payload = raw["payload"] ?? "null"
         let request = EnqueueRequest(type: type, payload: payload, options: options)
         // Everything the client checks, checked here too, so the error names the line.
         try request.check(maxPayloadBytes: limit)

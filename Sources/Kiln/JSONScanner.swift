@@ -1,10 +1,11 @@
-/// A fast, allocation-free check that bytes are one plain JSON value: the common case of
-/// `JSONText.validate`, which runs for every enqueued and every fetched job.
+/// A fast, allocation-free check that bytes are one JSON value by RFC 8259's grammar: what
+/// `JSONText.validate` accepts, for every enqueued and every fetched job.
 ///
-/// It is conservative: it answers `true` only for documents it fully understands (nesting up to
-/// 64 levels, numbers up to 40 characters, strings without `\u` escapes) and `false` for
-/// everything else, in which case the caller asks Foundation's parser, which has the last word
-/// and gives the reason. So it can make validation faster, never more lenient.
+/// Numbers are checked by their grammar only, never converted: a payload is carried as text, so
+/// `9007199254740993` and `1e400` are valid and kept as written (Foundation's parser refuses what
+/// a `Double` cannot hold). A `\u` escape must be a character (no lone surrogate). It answers
+/// `false` beyond 64 levels of nesting, and for anything not JSON; the caller then asks
+/// Foundation's parser, for the reason or the last word on deep documents.
 enum JSONScanner {
     static func isPlainValid(_ text: String) -> Bool {
         var copy = text
@@ -86,7 +87,8 @@ enum JSONScanner {
             }
         }
 
-        /// A string without `\u` escapes; UTF-8 was checked when the Swift string was made.
+        /// A string; UTF-8 was checked when the Swift string was made. A `\u` escape of half a
+        /// surrogate pair must come with its other half (a lone one is no character).
         mutating func string() -> Bool {
             i += 1
             while let c = peek {
@@ -99,15 +101,44 @@ enum JSONScanner {
                     case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
                          UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                         i += 1
+                    case UInt8(ascii: "u"):
+                        i += 1
+                        guard let unit = hex4() else { return false }
+                        if unit >= 0xDC00 && unit <= 0xDFFF { return false }
+                        if unit >= 0xD800 && unit <= 0xDBFF {
+                            guard peek == UInt8(ascii: "\\"), i + 1 < bytes.count, bytes[i + 1] == UInt8(ascii: "u") else { return false }
+                            i += 2
+                            guard let low = hex4(), low >= 0xDC00 && low <= 0xDFFF else { return false }
+                        }
                     default:
-                        return false  // \u escapes (and bad escapes): let Foundation decide
+                        return false
                     }
                 }
             }
             return false
         }
 
-        /// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, at most 40 characters.
+        /// Four hex digits, as a number.
+        mutating func hex4() -> UInt32? {
+            guard i + 4 <= bytes.count else { return nil }
+            var v: UInt32 = 0
+            for _ in 0..<4 {
+                let c = bytes[i]
+                let d: UInt8
+                switch c {
+                case 0x30...0x39: d = c - 0x30
+                case 0x41...0x46: d = c - 0x41 + 10
+                case 0x61...0x66: d = c - 0x61 + 10
+                default: return nil
+                }
+                v = v << 4 | UInt32(d)
+                i += 1
+            }
+            return v
+        }
+
+        /// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, of any length and magnitude (RFC 8259's
+        /// grammar): Kiln carries numbers as text, so `1e400` and `9007199254740993` are kept as written.
         mutating func number() -> Bool {
             let start = i
             func digit(_ c: UInt8?) -> Bool { c.map { $0 >= 0x30 && $0 <= 0x39 } ?? false }
@@ -127,11 +158,9 @@ enum JSONScanner {
                 i += 1
                 if peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { i += 1 }
                 guard digit(peek) else { return false }
-                var n = 0
-                while digit(peek) { i += 1; n += 1 }
-                if n > 2 { return false }  // huge exponents: let Foundation decide
+                while digit(peek) { i += 1 }
             }
-            return i - start <= 40
+            return i > start
         }
     }
 }

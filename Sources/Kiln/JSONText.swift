@@ -10,8 +10,9 @@ public enum JSONText {
 
     /// Throws `KilnError(.invalidInput)` with the parser's reason if `text` is not one JSON value.
     public static func validate(_ text: String, what: String = "payload") throws {
-        // The quick scan accepts only what Foundation's parser accepts too; anything else (and
-        // every error message) comes from Foundation.
+        // The scan decides by RFC 8259's grammar, numbers as text (so 1e400 is valid JSON here,
+        // which Foundation's parser refuses); documents nested deeper than it reads, and every
+        // error message, go to Foundation.
         if JSONScanner.isPlainValid(text) { return }
         guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw KilnError(.invalidInput, "\(what) is empty: give a JSON value such as {} or null")
