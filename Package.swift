@@ -54,11 +54,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
             name: "ExampleWorker",
-            dependencies: ["Kiln", "KilnWorker"],
+            dependencies: ["Kiln", "KilnWorker", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),],
             path: "Examples/ExampleWorker"
         ),
         .executableTarget(
@@ -66,6 +67,7 @@ let package = Package(
             dependencies: [
                 "Kiln", "KilnWorker", "KilnRedis",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -82,6 +84,7 @@ let package = Package(
                 "Kiln", "KilnWorker", "KilnRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             exclude: ["README.md"]
         ),
@@ -94,7 +97,7 @@ let package = Package(
         .systemLibrary(name: "KilnFuzzDriver"),
         .testTarget(
             name: "KilnTests",
-            dependencies: ["Kiln", "KilnWorker", "KilnRedis"]
+            dependencies: ["Kiln", "KilnWorker", "KilnRedis", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),]
         ),
     ]
 )

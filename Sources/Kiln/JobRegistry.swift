@@ -24,7 +24,7 @@ public struct JobRegistry: Sendable {
         }
     }
 
-    public private(set) var handlers: [String: Handler] = [:]
+    public internal(set) var handlers: [String: Handler] = [:]
 
     public init() {}
 

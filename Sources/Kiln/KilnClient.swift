@@ -10,6 +10,11 @@ import Logging
 /// let value = try await job.value(timeout: .seconds(5))
 /// ```
 /// One client is safe to share across tasks; its commands are pipelined on one connection.
+///
+/// **Lifetime.** A client owns two connections, each with a thread of its own (one for commands,
+/// one for the result subscription, started by the first wait). `close()` ends both at once;
+/// dropping the last reference to the client (handles keep it alive) does the same in `deinit`,
+/// so a client cannot leak a thread. Waits in flight when it closes throw `CancellationError`.
 public final class KilnClient: Sendable {
     public let options: KilnClientOptions
     /// Everything this client says to Redis goes through its store.
@@ -31,11 +36,14 @@ public final class KilnClient: Sendable {
         self.logger = logger
     }
 
-    /// Closes the client's connections.
+    /// Closes the client's connections and ends their threads; later calls fail with
+    /// `RedisError(.closed)`. Called by `deinit` too, so it is needed only to close early.
     public func close() {
         connection.close()
         results.close()
     }
+
+    deinit { close() }
 
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 

@@ -3,6 +3,7 @@ import Kiln
 import KilnRedis
 import KilnWorker
 import Logging
+import ServiceLifecycle
 
 /// A worker with the chaos job types, for `kiln-chaos worker` and `kiln-chaos hosts worker`:
 /// command timeout 2 s (so a dead Redis or a cut link is noticed within one lease), one pool
@@ -23,7 +24,9 @@ enum ChaosWorker {
                 name: name)
             // CHAOS_CPU_PREFETCH=N: the workers run with `--cpu-prefetch N` (default 0, off).
             options.cpuPrefetch = Int(ProcessInfo.processInfo.environment["CHAOS_CPU_PREFETCH"] ?? "") ?? 0
-            try await Worker(options: options, registry: ChaosJobs.registry(), logger: Logger(label: label)).run()
+            let logger = Logger(label: label)
+            let worker = try Worker(options: options, registry: ChaosJobs.registry(), logger: logger)
+            try await ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
             return 0
         } catch {
             FileHandle.standardError.write(Data("\(label): \(error)\n".utf8))

@@ -3,6 +3,7 @@ import Foundation
 import Kiln
 import KilnWorker
 import Logging
+import ServiceLifecycle
 
 /// `worker --concurrency C --processes P`: the library's `Worker` serving the bench queue until
 /// SIGTERM or SIGINT (then it shuts down gracefully, as `kiln worker` does).
@@ -29,8 +30,9 @@ struct WorkerCommand: AsyncParsableCommand {
             concurrency: concurrency, processes: processes)
         if let n = try poolNice ?? Self.environmentNumber("KILN_POOL_NICE") { options.poolNiceness = n }
         if let n = try Self.environmentNumber("KILN_PREFETCH") { options.prefetch = n }
-        let worker = try Worker(options: options, registry: PeerJobs.registry(), logger: Logger(label: "kiln-peer.worker"))
-        try await worker.run()
+        let logger = Logger(label: "kiln-peer.worker")
+        let worker = try Worker(options: options, registry: PeerJobs.registry(), logger: logger)
+        try await ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
     }
 
     /// A whole number from the environment (the harness passes no flags beyond C and P), or nil.

@@ -12,30 +12,22 @@ import Foundation
 /// Backoff between attempts is the caller's policy (see the worker's loops).
 ///
 /// Blocking commands (BLMOVE, BLPOP, SUBSCRIBE) must not be sent here: use `RedisBlockingConnection`.
-public final class RedisConnection: @unchecked Sendable {
+public final class RedisConnection: Sendable {
     public let configuration: RedisConfiguration
-
-    private struct Request {
-        let commands: [[String]]
-        let completion: @Sendable (Result<[RedisValue], Error>) -> Void
-    }
-
-    private let condition = NSCondition()
-    // Guarded by `condition`.
-    private var queue: [Request] = []
-    private var closed = false
-    private var threadStarted = false
+    /// The queue and the I/O thread. The thread holds the core, not this handle, so dropping the
+    /// last reference to the connection closes it and ends its thread (`deinit`).
+    private let core: PipelineCore
 
     public init(configuration: RedisConfiguration) {
         self.configuration = configuration
+        self.core = PipelineCore(configuration: configuration)
     }
 
-    deinit {
-        condition.lock()
-        closed = true
-        condition.signal()
-        condition.unlock()
-    }
+    deinit { core.close() }
+
+    /// An object the I/O thread holds while it runs: once the connection is closed (or dropped)
+    /// and the thread has ended, a weak reference to it is `nil`. For tests of thread lifetime.
+    package var threadToken: AnyObject? { core.threadToken }
 
     /// Sends one command and returns its reply. An error reply throws `RedisError(.server)`.
     @discardableResult
@@ -58,7 +50,7 @@ public final class RedisConnection: @unchecked Sendable {
     public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
         if commands.isEmpty { return [] }
         return try await withCheckedThrowingContinuation { continuation in
-            submit(commands) { continuation.resume(with: $0) }
+            core.submit(commands) { continuation.resume(with: $0) }
         }
     }
 
@@ -70,7 +62,7 @@ public final class RedisConnection: @unchecked Sendable {
         if commands.isEmpty {
             pending.complete(.success([]))
         } else {
-            submit(commands) { pending.complete($0) }
+            core.submit(commands) { pending.complete($0) }
         }
         return pending
     }
@@ -81,7 +73,7 @@ public final class RedisConnection: @unchecked Sendable {
         if commands.isEmpty { return [] }
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox()
-        submit(commands) { result in
+        core.submit(commands) { result in
             box.result = result
             done.signal()
         }
@@ -94,7 +86,34 @@ public final class RedisConnection: @unchecked Sendable {
         var result: Result<[RedisValue], Error>?
     }
 
-    private func submit(_ commands: [[String]], completion: @escaping @Sendable (Result<[RedisValue], Error>) -> Void) {
+    /// Fails queued requests and stops the I/O thread once it is idle.
+    public func close() { core.close() }
+}
+
+/// The request queue of a `RedisConnection` and the loop of its I/O thread.
+private final class PipelineCore: @unchecked Sendable {
+    let configuration: RedisConfiguration
+
+    private struct Request {
+        let commands: [[String]]
+        let completion: @Sendable (Result<[RedisValue], Error>) -> Void
+    }
+
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var queue: [Request] = []
+    private var closed = false
+    private var threadStarted = false
+    /// Held by the I/O thread while it runs.
+    private weak var liveThread: ThreadToken?
+
+    private final class ThreadToken: Sendable {}
+
+    init(configuration: RedisConfiguration) {
+        self.configuration = configuration
+    }
+
+    func submit(_ commands: [[String]], completion: @escaping @Sendable (Result<[RedisValue], Error>) -> Void) {
         condition.lock()
         if closed {
             condition.unlock()
@@ -104,7 +123,9 @@ public final class RedisConnection: @unchecked Sendable {
         queue.append(Request(commands: commands, completion: completion))
         if !threadStarted {
             threadStarted = true
-            let thread = Thread { [self] in self.run() }
+            let token = ThreadToken()
+            liveThread = token
+            let thread = Thread { [self] in withExtendedLifetime(token) { self.run() } }
             thread.name = "kiln-redis"
             thread.stackSize = 1 << 20
             thread.start()
@@ -113,8 +134,13 @@ public final class RedisConnection: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Fails queued requests and stops the I/O thread once it is idle.
-    public func close() {
+    var threadToken: AnyObject? {
+        condition.lock()
+        defer { condition.unlock() }
+        return liveThread
+    }
+
+    func close() {
         condition.lock()
         closed = true
         condition.signal()

@@ -73,7 +73,9 @@ struct JobRunner: Sendable {
             await release(job, to: .cpu, log: log)
             return
         }
-        if job.kind == .cpu, pool == nil {
+        // A CPU job whose handler here is async (bound with `register(_:handler:)`) runs on the
+        // async loop; one with a synchronous handler needs the pool.
+        if job.kind == .cpu, handler.kind == .cpu, pool == nil {
             await release(job, to: .cpu, log: log)
             return
         }
@@ -117,7 +119,8 @@ struct JobRunner: Sendable {
         // takes it for a CPU job (a prefetched job may wait in the worker first).
         let deadline = DeadlineArm(deadlines: deadlines, control: control, timeout: timeout)
         defer { deadline.disarm() }
-        if !(job.kind == .cpu && pool != nil) { deadline.start() }
+        let inPool = job.kind == .cpu && handler.kind == .cpu && pool != nil
+        if !inPool { deadline.start() }
         func stopped(_ cause: JobControl.Cause?) -> Outcome? {
             switch cause {
             case .timedOut: return .timedOut
@@ -128,7 +131,7 @@ struct JobRunner: Sendable {
         guard control.begin() else { return stopped(control.end()) ?? .stopped(.leaseLost) }
         let result: Outcome?
         var handedBack = false
-        if job.kind == .cpu, let pool {
+        if inPool, let pool {
             let poolJob = PoolJob(id: job.id, type: job.type, queue: job.queue, payload: job.payload,
                                   attempt: job.attempt, maxAttempts: job.maxAttempts, timeoutMs: job.timeoutMs ?? 300_000)
             switch await pool.execute(poolJob, onStart: { deadline.start() }) {

@@ -7,15 +7,22 @@ import ServiceLifecycle
 /// A Kiln worker: serves queues with an async executor for I/O jobs and a pool of child
 /// processes for CPU jobs, renews leases, reaps expired ones and listens for cancels.
 ///
+/// A worker is a swift-service-lifecycle `Service`: run it in the application's `ServiceGroup`,
+/// beside its other services. The group owns the process's signals; on graceful shutdown the
+/// worker stops fetching, lets running jobs finish for `shutdownGrace`, hands the rest back to
+/// their queues and returns. The library itself installs no signal handler.
+///
 /// ```swift
 /// var jobs = JobRegistry()
-/// jobs.io("greet", payload: String.self) { name, _ in "hello \(name)" }
+/// jobs.register(Greet.self)
 /// PoolChild.runIfChild(registry: jobs)   // first thing in main: pool children stop here
-/// try await Worker(options: WorkerOptions(), registry: jobs, logger: logger).run()
+/// let worker = try Worker(options: WorkerOptions(), registry: jobs, logger: logger)
+/// let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+/// try await group.run()
 /// ```
 /// The pool's children are this same executable started again in child mode, so a binary that
 /// calls `PoolChild.runIfChild` early gets a process pool for its own CPU handlers.
-public struct Worker: Sendable {
+public struct Worker: Service {
     public let options: WorkerOptions
     public let registry: JobRegistry
     public let logger: Logger
@@ -89,21 +96,31 @@ public struct Worker: Sendable {
         }
     }
 
-    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    /// Runs until the enclosing `ServiceGroup` shuts it down gracefully (then running jobs get
+    /// `shutdownGrace` to finish) or the task is cancelled. Run outside a group, it runs until
+    /// cancelled. Waits for Redis first (a graceful shutdown meanwhile returns at once).
     public func run() async throws {
         PoolChild.runIfChild(registry: registry)
-        try await waitForRedis()
+        do {
+            try await cancelWhenGracefulShutdown { try await waitForRedis() }
+        } catch is CancellationError {
+            connection.close()
+            if Task.isCancelled { throw CancellationError() }
+            logger.info("worker stopped before Redis was reachable")
+            return
+        }
         logger.info("worker started", metadata: [
             "queues": "\(options.queues.joined(separator: ","))", "concurrency": "\(options.concurrency)",
             "processes": "\(options.processes)", "prefetch": "\(options.prefetch)", "cpu_prefetch": "\(options.cpuPrefetch)", "redis": "\(options.redis)",
         ])
+        // The parts form a group of their own, without signals: a group run inside a service
+        // follows the enclosing group's graceful shutdown, and shuts its parts down in reverse.
         let group = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0) },
-                gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
+        defer { connection.close() }
         try await group.run()
-        connection.close()
         logger.info("worker stopped")
     }
 }

@@ -4,6 +4,7 @@ import Kiln
 import KilnRedis
 import KilnWorker
 import Logging
+import ServiceLifecycle
 
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -66,6 +67,8 @@ struct WorkerCommand: AsyncParsableCommand {
             logger.warning("the Redis password given in --redis is visible to other users in ps; use $KILN_REDIS_URL or --redis-password-file")
         }
         let worker = try Worker(options: options, registry: BuiltinJobs.registry(), logger: logger)
-        try await worker.run()
+        // The one place signals are handled: SIGTERM or SIGINT shuts the worker down gracefully.
+        let group = ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
     }
 }
