@@ -37,7 +37,6 @@ public final class KilnClient: Sendable {
         results.close()
     }
 
-    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     // MARK: enqueue
 
@@ -87,7 +86,7 @@ public final class KilnClient: Sendable {
         }
         try await ready(mark: true)
         try await checkChosenIDs(requests, jobs: jobs)
-        let now = Self.nowMs()
+        let now = KilnClock.nowMs()
         var chunks: [(queue: String, positions: ArraySlice<Int>)] = []
         for q in queueOrder {
             let positions = byQueue[q]!

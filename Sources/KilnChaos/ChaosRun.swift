@@ -1,6 +1,7 @@
 import Foundation
 import Kiln
 import KilnRedis
+import KilnTestSupport
 import KilnWorker
 import Synchronization
 
@@ -76,7 +77,6 @@ final class ChaosRun: @unchecked Sendable {
         ledger = dir + "/ledger"
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     func locked<T>(_ body: () -> T) -> T {
         lock.lock()
@@ -95,7 +95,7 @@ final class ChaosRun: @unchecked Sendable {
         defer { client.close() }
 
         let started = ContinuousClock.now
-        let startedMs = Self.now()
+        let startedMs = KilnClock.nowMs()
         // The observer watches every accepted job from the first enqueue until all are final (or
         // the deadline), so each final record is seen while it exists, whatever order jobs end in.
         let observer = ChaosObserver(client: client, queue: "chaos")
@@ -111,7 +111,7 @@ final class ChaosRun: @unchecked Sendable {
             group.addTask { await self.drive(client) }
             group.addTask { await self.cancelSome(client, until: started + .seconds(self.config.seconds)) }
         }
-        let chaosEndMs = Self.now()
+        let chaosEndMs = KilnClock.nowMs()
         print("kiln-chaos: chaos phase over after \(KilnDuration.format(ContinuousClock.now - started))")
         await observing.value
         print("kiln-chaos: observation over after \(KilnDuration.format(ContinuousClock.now - started))")
@@ -215,14 +215,14 @@ final class ChaosRun: @unchecked Sendable {
         plan.sort { $0.0 < $1.0 }
         for (when, what) in plan {
             try? await Task.sleep(until: when, clock: .continuous)
-            let t0 = Self.now()
+            let t0 = KilnClock.nowMs()
             switch what {
             case "kill":
                 guard let (name, p) = randomWorker(&rng) else { continue }
                 p.signal(SIGKILL)
                 _ = await p.wait(timeout: .seconds(5))
                 retire(name)
-                record(ChaosEvent(kind: .kill9, worker: name, start: t0, end: Self.now()))
+                record(ChaosEvent(kind: .kill9, worker: name, start: t0, end: KilnClock.nowMs()))
                 try? startWorker()
             case "term":
                 guard let (name, p) = randomWorker(&rng) else { continue }
@@ -230,25 +230,25 @@ final class ChaosRun: @unchecked Sendable {
                 retire(name)
                 try? startWorker()
                 _ = await p.wait(timeout: .seconds(20))
-                record(ChaosEvent(kind: .term, worker: name, start: t0, end: Self.now()))
+                record(ChaosEvent(kind: .term, worker: name, start: t0, end: KilnClock.nowMs()))
             case "stop":
                 guard let (name, p) = randomWorker(&rng) else { continue }
                 p.signal(SIGSTOP)
                 try? await Task.sleep(for: .seconds(5))  // longer than the 2 s lease
                 p.signal(SIGCONT)
-                record(ChaosEvent(kind: .stop, worker: name, start: t0, end: Self.now()))
+                record(ChaosEvent(kind: .stop, worker: name, start: t0, end: KilnClock.nowMs()))
             case "redis-restart":
                 redis.process.signal(SIGTERM)  // a clean shutdown; it comes back from the AOF
                 _ = await redis.process.wait(timeout: .seconds(20))
                 if let again = try? LocalRedisServer(extraArgs: ["--appendonly", "yes", "--appendfsync", "always"], dir: redis.dir, port: redis.port) {
                     redis = again
                 }
-                record(ChaosEvent(kind: .redisRestart, worker: "-", start: t0, end: Self.now()))
+                record(ChaosEvent(kind: .redisRestart, worker: "-", start: t0, end: KilnClock.nowMs()))
             default:  // redis-pause: unreachable for longer than the workers' 2 s command timeout
                 redis.process.signal(SIGSTOP)
                 try? await Task.sleep(for: .seconds(4))
                 redis.process.signal(SIGCONT)
-                record(ChaosEvent(kind: .redisPause, worker: "-", start: t0, end: Self.now()))
+                record(ChaosEvent(kind: .redisPause, worker: "-", start: t0, end: KilnClock.nowMs()))
             }
         }
     }
@@ -260,7 +260,7 @@ final class ChaosRun: @unchecked Sendable {
             try? await Task.sleep(for: .milliseconds(Int64.random(in: 300...900, using: &rng)))
             let candidates = locked { accepted.suffix(40) }
             guard let pick = candidates.randomElement(using: &rng) else { continue }
-            let ms = Self.now()
+            let ms = KilnClock.nowMs()
             if let outcome = try? await client.cancel(pick.id, queue: "chaos", wait: .zero) {
                 locked { cancels.append(CancelRequest(id: pick.id, outcome: outcome, ms: ms)) }
             }
