@@ -19,18 +19,6 @@ struct ChaosConfig {
     var maxDrain: Duration = .seconds(30)
 }
 
-/// A deterministic generator (SplitMix64), so a run can be replayed with CHAOS_SEED.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// What the producer asked for, kept outside Redis.
 struct Accepted: Sendable {
     enum Expect: String, Sendable { case success, dead, timedOut = "timed_out" }
@@ -152,7 +140,7 @@ final class ChaosRun: @unchecked Sendable {
         locked { workers[name] = p }
     }
 
-    func randomWorker(_ rng: inout SeededRandom) -> (String, SpawnedProcess)? {
+    func randomWorker(_ rng: inout SplitMix64) -> (String, SpawnedProcess)? {
         locked { workers.sorted { $0.key < $1.key }.randomElement(using: &rng) }
     }
 
@@ -180,7 +168,7 @@ final class ChaosRun: @unchecked Sendable {
     // MARK: producer
 
     func produce(_ client: KilnClient) async {
-        var rng = SeededRandom(state: config.seed)
+        var rng = SplitMix64(seed: config.seed)
         let window = Double(config.seconds) * 0.7
         let pause = Duration.milliseconds(Int64(window * 1000 / Double(max(1, config.jobs))))
         let ttl = Duration.seconds(Self.resultTTLSeconds)
@@ -200,7 +188,7 @@ final class ChaosRun: @unchecked Sendable {
     // MARK: chaos driver
 
     func drive(_ client: KilnClient) async {
-        var rng = SeededRandom(state: config.seed ^ 0xC4A0_5000)
+        var rng = SplitMix64(seed: config.seed ^ 0xC4A0_5000)
         let total = Double(config.seconds)
         let start = ContinuousClock.now
         func at(_ fraction: Double) -> ContinuousClock.Instant { start + .milliseconds(Int64(total * fraction * 1000)) }
@@ -255,7 +243,7 @@ final class ChaosRun: @unchecked Sendable {
 
     /// Cancels a random job now and then (queued or running, whatever it is at that moment).
     func cancelSome(_ client: KilnClient, until: ContinuousClock.Instant) async {
-        var rng = SeededRandom(state: config.seed ^ 0xCA_4CE1)
+        var rng = SplitMix64(seed: config.seed ^ 0xCA_4CE1)
         while ContinuousClock.now < until {
             try? await Task.sleep(for: .milliseconds(Int64.random(in: 300...900, using: &rng)))
             let candidates = locked { accepted.suffix(40) }

@@ -112,7 +112,7 @@ final class HostsRun: @unchecked Sendable {
     /// 20,000 (HOSTS_JOBS) jobs in one queue: async sleeps of 20-400 ms 50 %, CPU spins in the pool 20 %,
     /// always-failing jobs with 2 retries 15 %, and sleeps stopped by a 150 ms timeout 15 %.
     func enqueue(_ client: KilnClient) async throws -> [HostJob] {
-        var rng = SeededRandom(state: config.seed)
+        var rng = SplitMix64(seed: config.seed)
         var out: [HostJob] = []
         out.reserveCapacity(config.jobs)
         for chunk in stride(from: 0, to: config.jobs, by: 500) {
