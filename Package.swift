@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "KilnRedis", targets: ["KilnRedis"]),
         .library(name: "Kiln", targets: ["Kiln"]),
         .library(name: "KilnWorker", targets: ["KilnWorker"]),
+        // For users' tests: a throwaway Redis, a worker in-process, waiting for a job (docs/testing.md).
+        .library(name: "KilnTestSupport", targets: ["KilnTestSupport"]),
         .executable(name: "kiln", targets: ["kiln"]),
         .executable(name: "kiln-example-worker", targets: ["ExampleWorker"]),
         .executable(name: "kiln-chaos", targets: ["KilnChaos"]),
@@ -19,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.24.0"),
+        // 3.12.3 or later; 4.x too, which async-http-client's graph already resolves to.
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         .systemLibrary(
@@ -44,6 +49,17 @@ let package = Package(
                 "KilnRedis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ]
+        ),
+        // Test helpers, never a dependency of Kiln, KilnWorker or KilnRedis. Besides the tests,
+        // `kiln demo`, kiln-chaos and kiln-bench use it for their throwaway Redis and child processes.
+        .target(
+            name: "KilnTestSupport",
+            dependencies: [
+                "Kiln", "KilnWorker", "KilnRedis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -51,10 +67,12 @@ let package = Package(
             dependencies: [
                 "Kiln",
                 "KilnWorker",
+                "KilnTestSupport",  // `kiln demo`: LocalRedisServer, SpawnedProcess
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .executableTarget(
@@ -66,6 +84,7 @@ let package = Package(
             name: "KilnChaos",
             dependencies: [
                 "Kiln", "KilnWorker", "KilnRedis",
+                "KilnTestSupport",  // LocalRedisServer, SpawnedProcess
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -74,6 +93,7 @@ let package = Package(
             name: "KilnBench",
             dependencies: [
                 "Kiln", "KilnWorker", "KilnRedis",
+                "KilnTestSupport",  // LocalRedisServer, SpawnedProcess
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -89,15 +109,20 @@ let package = Package(
             exclude: ["README.md"]
         ),
         // Fuzz targets (docs/testing.md): `make fuzz` builds this with -D KILN_LIBFUZZER and
-        // -sanitize=fuzzer,address; a plain build gives a standalone seeded mutation runner.
+        // -sanitize=fuzzer,address; a plain build gives a standalone seeded mutation runner. Its entry
+        // points (EnvelopeFuzzing, RESPFuzzing) reach internals through `package` access; the tests
+        // import it for the fuzz regression tests.
         .executableTarget(
             name: "KilnFuzz",
-            dependencies: ["Kiln", "KilnRedis", "KilnWorker", "KilnFuzzDriver"]
+            dependencies: ["Kiln", "KilnRedis", "KilnWorker", "CHiredis", "KilnFuzzDriver"]
         ),
         .systemLibrary(name: "KilnFuzzDriver"),
         .testTarget(
             name: "KilnTests",
-            dependencies: ["Kiln", "KilnWorker", "KilnRedis", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),]
+            dependencies: [
+                "Kiln", "KilnWorker", "KilnRedis", "KilnTestSupport", "KilnFuzz",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
     ]
 )

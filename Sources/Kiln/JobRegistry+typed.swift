@@ -13,8 +13,8 @@ extension JobRegistry {
     }
 
     /// Binds a job type to an async handler, for a handler that needs more than the job value
-    /// (a database pool, an HTTP client). It runs on the async loop, whatever the type's `kind`
-    /// (a job enqueued as `.cpu` is then run by the worker's async loop, not its pool).
+    /// (a database pool, an HTTP client). Where it runs follows the job's kind, as enqueued: an
+    /// `.io` job on the async loop, a `.cpu` job in a pool process (which runs it to completion).
     public mutating func register<J: KilnJob>(
         _ job: J.Type, handler: @escaping @Sendable (J, JobContext) async throws -> J.Output
     ) {

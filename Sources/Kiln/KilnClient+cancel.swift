@@ -32,7 +32,7 @@ extension KilnClient {
         let (q, _) = try await locate(id, queue: queue)
         let reply: CancelReply
         do {
-            reply = try await store.cancel(queue: q, id: id, now: Self.nowMs())
+            reply = try await store.cancel(queue: q, id: id, now: KilnClock.nowMs())
         } catch { throw KilnError.wrap(error) }
         switch reply {
         case .cancelled: return .cancelled

@@ -21,7 +21,7 @@ extension KilnClient {
         let (q, _) = try await locate(id, queue: queue)
         let reply: RetryDeadReply
         do {
-            reply = try await store.retryDead(queue: q, id: id, now: Self.nowMs())
+            reply = try await store.retryDead(queue: q, id: id, now: KilnClock.nowMs())
         } catch { throw KilnError.wrap(error) }
         switch reply {
         case .queued: return

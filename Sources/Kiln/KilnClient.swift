@@ -45,8 +45,6 @@ public final class KilnClient: Sendable {
 
     deinit { close() }
 
-    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-
     // MARK: enqueue
 
     /// Enqueues a job whose payload is JSON text. Returns a handle (a future) for its result.
@@ -95,7 +93,7 @@ public final class KilnClient: Sendable {
         }
         try await ready(mark: true)
         try await checkChosenIDs(requests, jobs: jobs)
-        let now = Self.nowMs()
+        let now = KilnClock.nowMs()
         var chunks: [(queue: String, positions: ArraySlice<Int>)] = []
         for q in queueOrder {
             let positions = byQueue[q]!

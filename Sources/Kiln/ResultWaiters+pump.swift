@@ -161,7 +161,7 @@ extension ResultWaiters {
     /// Reads the marked keys in batches and settles the waits they end. Stops after
     /// `idleTimeout` without waiters.
     private func readLoop(_ id: Int, _ wakes: AsyncStream<Void>) async {
-        var pause = Duration.milliseconds(50)
+        var pause = Backoff(initial: .milliseconds(50), max: .seconds(1))
         var iterator = wakes.makeAsyncIterator()
         while !Task.isCancelled && isCurrent(id) {
             let batch = state.withLock { s -> [Key] in
@@ -180,13 +180,12 @@ extension ResultWaiters {
             do {
                 let records = try await source.read(batch)
                 settle(batch, records)
-                pause = .milliseconds(50)
+                pause.reset()
             } catch {
                 noteTrouble(error)
                 // Redis away or a read failed: try these keys again after a capped pause.
                 state.withLock { s in for k in batch where s.byKey[k] != nil { s.dirty.insert(k) } }
-                try? await Task.sleep(for: pause)
-                pause = min(pause * 2, .seconds(1))
+                try? await Task.sleep(for: pause.next())
             }
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Kiln
 import KilnRedis
+import KilnTestSupport
 import KilnWorker
 import Synchronization
 
@@ -223,26 +224,19 @@ final class BenchEnv: Sendable {
     /// stdout. Waits with a blocking waitpid (exact to the microsecond, unlike a polling wait).
     static func runTimed(_ argv: [String], environment: [String: String], stdoutPath: String) throws -> (code: Int32, elapsed: Duration, stdout: String) {
         unlink(stdoutPath)
-        var fa = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&fa)
-        defer { posix_spawn_file_actions_destroy(&fa) }
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&fa, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&fa, 2, stdoutPath + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        let cargv = argv.map { strdup($0) } + [nil]
-        let cenv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for p in cargv { free(p) }
-            for p in cenv { free(p) }
-        }
-        var pid: pid_t = 0
+        let truncate = O_WRONLY | O_CREAT | O_TRUNC
         let start = ContinuousClock.now
-        let rc = posix_spawn(&pid, argv[0], &fa, nil, cargv, cenv)
-        guard rc == 0 else { throw BenchError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+        let pid: pid_t
+        do {
+            pid = try ProcessSpawner.spawn(argv, environment: environment.map { "\($0.key)=\($0.value)" },
+                                           fileActions: [.open(0, path: "/dev/null", flags: O_RDONLY),
+                                                         .open(1, path: stdoutPath, flags: truncate, mode: 0o644),
+                                                         .open(2, path: stdoutPath + ".err", flags: truncate, mode: 0o644)])
+        } catch { throw BenchError("cannot start \(argv[0]): \(String(cString: strerror(error.code)))") }
         var st: Int32 = 0
         while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
         let elapsed = ContinuousClock.now - start
-        let code = (st & 0x7f) == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)
+        let code = ProcessSpawner.exitCode(waitStatus: st)
         let out = (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? ""
         return (code, elapsed, out)
     }

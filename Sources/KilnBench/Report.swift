@@ -1,4 +1,5 @@
 import Foundation
+import Kiln
 
 /// A small JSON value: keys keep their order, so the results file reads top to bottom.
 indirect enum J: Sendable {
@@ -12,7 +13,7 @@ indirect enum J: Sendable {
         case .bool(let b): return b ? "true" : "false"
         case .int(let i): return String(i)
         case .num(let d): return d.isFinite ? (d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : String(format: "%.6g", d)) : "null"
-        case .str(let s): return Self.quote(s)
+        case .str(let s): return JSONText.quote(s)
         case .arr(let a):
             if a.isEmpty { return "[]" }
             if a.allSatisfy({ if case .obj = $0 { return false }; if case .arr = $0 { return false }; return true }) {
@@ -23,24 +24,8 @@ indirect enum J: Sendable {
         case .obj(let o):
             if o.isEmpty { return "{}" }
             let inner = indent + "  "
-            return "{\n" + o.map { inner + Self.quote($0.0) + ": " + $0.1.render(inner) }.joined(separator: ",\n") + "\n" + indent + "}"
+            return "{\n" + o.map { inner + JSONText.quote($0.0) + ": " + $0.1.render(inner) }.joined(separator: ",\n") + "\n" + indent + "}"
         }
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
     }
 }
 

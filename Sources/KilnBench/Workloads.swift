@@ -1,6 +1,7 @@
 import Foundation
 import Kiln
 import KilnRedis
+import KilnTestSupport
 import KilnWorker
 
 #if canImport(Glibc)

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import Kiln
 import KilnRedis
+import KilnTestSupport
 import KilnWorker
 
 /// Checks a finished chaos run against the ledger and prints the table. Violations: a lost job, a

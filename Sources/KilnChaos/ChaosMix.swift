@@ -26,7 +26,7 @@ enum ChaosMix: String, CaseIterable, Sendable {
     }
 
     /// One job, drawn with `rng`; records are kept for `ttl` once final.
-    func pick(_ rng: inout SeededRandom, queue: String, ttl: Duration) -> Pick {
+    func pick(_ rng: inout SplitMix64, queue: String, ttl: Duration) -> Pick {
         let roll = Int.random(in: 0..<100, using: &rng)
         let b = bounds
         var options = JobOptions(queue: queue, timeout: .seconds(30), retries: 3, resultTTL: ttl)

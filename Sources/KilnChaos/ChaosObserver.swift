@@ -64,7 +64,7 @@ final class ChaosObserver: @unchecked Sendable {
             }
             if finalIDs.isEmpty { continue }
             let records = try await client.store.records(queue: queue, ids: finalIDs)
-            let now = ChaosRun.now()
+            let now = KilnClock.nowMs()
             lock.withLock {
                 for (id, rec) in zip(finalIDs, records) where seen[id] == nil {
                     guard let r = rec, r.isFinal else { continue }

@@ -1,6 +1,7 @@
 import Foundation
 import Kiln
 import KilnRedis
+import KilnTestSupport
 import KilnWorker
 import Synchronization
 
@@ -16,18 +17,6 @@ struct ChaosConfig {
     var workers = 3
     /// The longest the jobs may take to drain after the chaos phase ends (a violation beyond it).
     var maxDrain: Duration = .seconds(30)
-}
-
-/// A deterministic generator (SplitMix64), so a run can be replayed with CHAOS_SEED.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// What the producer asked for, kept outside Redis.
@@ -76,7 +65,6 @@ final class ChaosRun: @unchecked Sendable {
         ledger = dir + "/ledger"
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     func locked<T>(_ body: () -> T) -> T {
         lock.lock()
@@ -95,7 +83,7 @@ final class ChaosRun: @unchecked Sendable {
         defer { client.close() }
 
         let started = ContinuousClock.now
-        let startedMs = Self.now()
+        let startedMs = KilnClock.nowMs()
         // The observer watches every accepted job from the first enqueue until all are final (or
         // the deadline), so each final record is seen while it exists, whatever order jobs end in.
         let observer = ChaosObserver(client: client, queue: "chaos")
@@ -111,7 +99,7 @@ final class ChaosRun: @unchecked Sendable {
             group.addTask { await self.drive(client) }
             group.addTask { await self.cancelSome(client, until: started + .seconds(self.config.seconds)) }
         }
-        let chaosEndMs = Self.now()
+        let chaosEndMs = KilnClock.nowMs()
         print("kiln-chaos: chaos phase over after \(KilnDuration.format(ContinuousClock.now - started))")
         await observing.value
         print("kiln-chaos: observation over after \(KilnDuration.format(ContinuousClock.now - started))")
@@ -152,7 +140,7 @@ final class ChaosRun: @unchecked Sendable {
         locked { workers[name] = p }
     }
 
-    func randomWorker(_ rng: inout SeededRandom) -> (String, SpawnedProcess)? {
+    func randomWorker(_ rng: inout SplitMix64) -> (String, SpawnedProcess)? {
         locked { workers.sorted { $0.key < $1.key }.randomElement(using: &rng) }
     }
 
@@ -180,7 +168,7 @@ final class ChaosRun: @unchecked Sendable {
     // MARK: producer
 
     func produce(_ client: KilnClient) async {
-        var rng = SeededRandom(state: config.seed)
+        var rng = SplitMix64(seed: config.seed)
         let window = Double(config.seconds) * 0.7
         let pause = Duration.milliseconds(Int64(window * 1000 / Double(max(1, config.jobs))))
         let ttl = Duration.seconds(Self.resultTTLSeconds)
@@ -200,7 +188,7 @@ final class ChaosRun: @unchecked Sendable {
     // MARK: chaos driver
 
     func drive(_ client: KilnClient) async {
-        var rng = SeededRandom(state: config.seed ^ 0xC4A0_5000)
+        var rng = SplitMix64(seed: config.seed ^ 0xC4A0_5000)
         let total = Double(config.seconds)
         let start = ContinuousClock.now
         func at(_ fraction: Double) -> ContinuousClock.Instant { start + .milliseconds(Int64(total * fraction * 1000)) }
@@ -215,14 +203,14 @@ final class ChaosRun: @unchecked Sendable {
         plan.sort { $0.0 < $1.0 }
         for (when, what) in plan {
             try? await Task.sleep(until: when, clock: .continuous)
-            let t0 = Self.now()
+            let t0 = KilnClock.nowMs()
             switch what {
             case "kill":
                 guard let (name, p) = randomWorker(&rng) else { continue }
                 p.signal(SIGKILL)
                 _ = await p.wait(timeout: .seconds(5))
                 retire(name)
-                record(ChaosEvent(kind: .kill9, worker: name, start: t0, end: Self.now()))
+                record(ChaosEvent(kind: .kill9, worker: name, start: t0, end: KilnClock.nowMs()))
                 try? startWorker()
             case "term":
                 guard let (name, p) = randomWorker(&rng) else { continue }
@@ -230,37 +218,37 @@ final class ChaosRun: @unchecked Sendable {
                 retire(name)
                 try? startWorker()
                 _ = await p.wait(timeout: .seconds(20))
-                record(ChaosEvent(kind: .term, worker: name, start: t0, end: Self.now()))
+                record(ChaosEvent(kind: .term, worker: name, start: t0, end: KilnClock.nowMs()))
             case "stop":
                 guard let (name, p) = randomWorker(&rng) else { continue }
                 p.signal(SIGSTOP)
                 try? await Task.sleep(for: .seconds(5))  // longer than the 2 s lease
                 p.signal(SIGCONT)
-                record(ChaosEvent(kind: .stop, worker: name, start: t0, end: Self.now()))
+                record(ChaosEvent(kind: .stop, worker: name, start: t0, end: KilnClock.nowMs()))
             case "redis-restart":
                 redis.process.signal(SIGTERM)  // a clean shutdown; it comes back from the AOF
                 _ = await redis.process.wait(timeout: .seconds(20))
                 if let again = try? LocalRedisServer(extraArgs: ["--appendonly", "yes", "--appendfsync", "always"], dir: redis.dir, port: redis.port) {
                     redis = again
                 }
-                record(ChaosEvent(kind: .redisRestart, worker: "-", start: t0, end: Self.now()))
+                record(ChaosEvent(kind: .redisRestart, worker: "-", start: t0, end: KilnClock.nowMs()))
             default:  // redis-pause: unreachable for longer than the workers' 2 s command timeout
                 redis.process.signal(SIGSTOP)
                 try? await Task.sleep(for: .seconds(4))
                 redis.process.signal(SIGCONT)
-                record(ChaosEvent(kind: .redisPause, worker: "-", start: t0, end: Self.now()))
+                record(ChaosEvent(kind: .redisPause, worker: "-", start: t0, end: KilnClock.nowMs()))
             }
         }
     }
 
     /// Cancels a random job now and then (queued or running, whatever it is at that moment).
     func cancelSome(_ client: KilnClient, until: ContinuousClock.Instant) async {
-        var rng = SeededRandom(state: config.seed ^ 0xCA_4CE1)
+        var rng = SplitMix64(seed: config.seed ^ 0xCA_4CE1)
         while ContinuousClock.now < until {
             try? await Task.sleep(for: .milliseconds(Int64.random(in: 300...900, using: &rng)))
             let candidates = locked { accepted.suffix(40) }
             guard let pick = candidates.randomElement(using: &rng) else { continue }
-            let ms = Self.now()
+            let ms = KilnClock.nowMs()
             if let outcome = try? await client.cancel(pick.id, queue: "chaos", wait: .zero) {
                 locked { cancels.append(CancelRequest(id: pick.id, outcome: outcome, ms: ms)) }
             }

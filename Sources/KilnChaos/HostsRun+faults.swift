@@ -23,15 +23,15 @@ extension HostsRun {
             return self.progress(total) >= 0.08 && Self.midJob(tail.runningIDs(on: cut.name), jobs)
         }) else { return }
         var f = HostFault(kind: .cut, host: cut.name)
-        f.start = Self.now()
+        f.start = KilnClock.nowMs()
         let before = tail.runningIDs(on: cut.name)
         do { try await cut.link(up: false) } catch { problem("cut: \(error)"); return }
-        f.applied = Self.now()
+        f.applied = KilnClock.nowMs()
         tail.refresh()
         f.inFlight = before.union(tail.runningIDs(on: cut.name))
         print("kiln-chaos hosts: \(cut.name) cut off (link down) while running \(f.inFlight.count) job(s)")
         await waitReclaimed(f, tail: tail)
-        f.end = Self.now()
+        f.end = KilnClock.nowMs()
         do { try await cut.link(up: true) } catch { problem("cut: \(error)") }
         print("kiln-chaos hosts: \(cut.name) back on the network after \(f.end - f.start) ms")
         await waitRejoined(&f, tail: tail)
@@ -44,15 +44,15 @@ extension HostsRun {
             return self.progress(total) >= 0.25 && Self.midJob(tail.runningIDs(on: stall.name), jobs)
         }) else { return }
         var s = HostFault(kind: .stall, host: stall.name)
-        s.start = Self.now()
+        s.start = KilnClock.nowMs()
         let running = tail.runningIDs(on: stall.name)
         do { s.stopped = try await stall.signalAll(SIGSTOP) } catch { problem("stall: \(error)"); return }
-        s.applied = Self.now()
+        s.applied = KilnClock.nowMs()
         tail.refresh()
         s.inFlight = running.union(tail.runningIDs(on: stall.name))
         print("kiln-chaos hosts: \(stall.name) stalled (SIGSTOP to pids \(s.stopped.map(String.init).joined(separator: " "))) while running \(s.inFlight.count) job(s)")
         await waitReclaimed(s, tail: tail)
-        s.end = Self.now()
+        s.end = KilnClock.nowMs()
         do {
             for p in s.stopped { kill(p, SIGCONT) }
             try await stall.signalAll(SIGCONT)
@@ -75,7 +75,7 @@ extension HostsRun {
         let earliest = fault.start + 2 * KilnDuration.milliseconds(HostsConfig.lease)
         let ok = await waitFor("one of \(fault.host)'s in-flight jobs to start on another host (\(fault.kind.rawValue))", deadline: Self.stepDeadline) {
             tail.refresh()
-            return Self.now() >= earliest
+            return KilnClock.nowMs() >= earliest
                 && !tail.starts(since: fault.start, where: { $0.worker != fault.host && fault.inFlight.contains($0.id) }).isEmpty
         }
         if ok { print("kiln-chaos hosts: \(fault.host)'s jobs reclaimed and started elsewhere") }

@@ -57,7 +57,6 @@ final class HostsRun: @unchecked Sendable {
         }
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     func locked<T>(_ body: () -> T) -> T {
         lock.lock()
@@ -78,9 +77,9 @@ final class HostsRun: @unchecked Sendable {
         guard try await client.connection.send(["DBSIZE"]).int == 0 else { throw HostsError("the Redis at \(config.redis) is not empty") }
         for h in hosts { try h.start(redis: config.redis, ledger: ledger, concurrency: config.concurrency) }
 
-        let t0 = Self.now()
+        let t0 = KilnClock.nowMs()
         let jobs = try await enqueue(client)
-        let enqueued = Self.now() - t0
+        let enqueued = KilnClock.nowMs() - t0
         print("kiln-chaos hosts: \(jobs.count) jobs enqueued in \(enqueued) ms; draining")
         let types = Dictionary(uniqueKeysWithValues: jobs.map { ($0.id, $0) })
         await withTaskGroup(of: Void.self) { group in
@@ -113,7 +112,7 @@ final class HostsRun: @unchecked Sendable {
     /// 20,000 (HOSTS_JOBS) jobs in one queue: async sleeps of 20-400 ms 50 %, CPU spins in the pool 20 %,
     /// always-failing jobs with 2 retries 15 %, and sleeps stopped by a 150 ms timeout 15 %.
     func enqueue(_ client: KilnClient) async throws -> [HostJob] {
-        var rng = SeededRandom(state: config.seed)
+        var rng = SplitMix64(seed: config.seed)
         var out: [HostJob] = []
         out.reserveCapacity(config.jobs)
         for chunk in stride(from: 0, to: config.jobs, by: 500) {
@@ -165,7 +164,7 @@ final class HostsRun: @unchecked Sendable {
                         missing.insert(id)
                     } else if let s = r, JobStatus(rawValue: s)?.isFinal == true {
                         final.insert(id)
-                        lastFinal = Self.now()
+                        lastFinal = KilnClock.nowMs()
                     } else {
                         still.append(id)
                     }

@@ -1,4 +1,5 @@
 import Foundation
+import Kiln
 
 #if canImport(Glibc)
 import Glibc
@@ -24,14 +25,13 @@ enum Ledger {
         _ = text.withCString { write(fd, $0, strlen($0)) }
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     static func start(_ id: String, _ attempt: Int) {
-        append("start \(id) \(attempt) \(worker) \(getpid()) \(now())")
+        append("start \(id) \(attempt) \(worker) \(getpid()) \(KilnClock.nowMs())")
     }
 
     static func end(_ id: String, _ attempt: Int, _ outcome: String) {
-        append("end \(id) \(attempt) \(worker) \(outcome) \(now())")
+        append("end \(id) \(attempt) \(worker) \(outcome) \(KilnClock.nowMs())")
     }
 
     struct Entry {

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnTestSupport
 import KilnWorker
 
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import Foundation
+import Kiln
 
 // Two ways to run the same targets (docs/testing.md):
 //
@@ -93,19 +94,6 @@ struct KilnFuzzMain {
             n += 1
         }
         print("KilnFuzz \(t.rawValue): \(n) mutated runs + \(inputs.isEmpty ? 0 : corpus.count) replayed in \(String(format: "%.1f", Date().timeIntervalSince(start)))s, seed \(seed), no crash")
-    }
-}
-
-/// A small deterministic PRNG, so that a standalone run is reproducible from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -7,7 +7,7 @@ import Glibc
 
 /// The one type that holds hiredis' raw pointers: a synchronous connection used by exactly one
 /// thread at a time (the owning connection's I/O thread). Everything above it is safe Swift.
-final class HiredisContext {
+package final class HiredisContext {
     private let ctx: UnsafeMutablePointer<redisContext>
     let config: RedisConfiguration
 
@@ -152,7 +152,7 @@ final class HiredisContext {
         return ms % 1000 == 0 ? "\(ms / 1000)s" : "\(ms)ms"
     }
 
-    static func convert(_ r: UnsafeMutablePointer<redisReply>) -> RedisValue {
+    package static func convert(_ r: UnsafeMutablePointer<redisReply>) -> RedisValue {
         let reply = r.pointee
         switch Int32(reply.type) {
         case REDIS_REPLY_STRING:

@@ -101,20 +101,19 @@ public final class RedisBlockingConnection: @unchecked Sendable {
     ) async throws {
         setHandler(handler, confirm: onConfirm)
         defer { setHandler(nil, confirm: nil) }
-        var backoff = Duration.milliseconds(50)
+        var backoff = Backoff(initial: .milliseconds(50), max: .seconds(2))
         var first = true
         while !Task.isCancelled {
             do {
                 if !first { onReconnect() }
                 first = false
                 _ = try await send(["SUBSCRIBE"] + channels)
-                backoff = .milliseconds(50)
+                backoff.reset()
             } catch is CancellationError {
                 return
             } catch {
                 onError(error)
-                try? await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, .seconds(2))
+                try? await Task.sleep(for: backoff.next())
             }
         }
     }

@@ -1,3 +1,4 @@
+import HeapModule
 import Synchronization
 
 /// One timer for every running job's timeout, instead of a sleeping task per job. Deadlines are
@@ -9,7 +10,7 @@ final class Deadlines: Sendable {
 
     private struct State {
         var buckets: [Int64: [ObjectIdentifier: JobControl]] = [:]
-        var heap = MinHeap()
+        var heap = Heap<Int64>()
         /// The bucket the loop sleeps until (nil: no deadline, sleeping until woken).
         var target: Int64?
         var wake: CheckedContinuation<Void, Never>?
@@ -31,7 +32,7 @@ final class Deadlines: Sendable {
         let wake: CheckedContinuation<Void, Never>? = state.withLock { s in
             if s.buckets[key] == nil {
                 s.buckets[key] = [:]
-                s.heap.push(key)
+                s.heap.insert(key)
             }
             s.buckets[key]![ObjectIdentifier(control)] = control
             guard s.target.map({ key < $0 }) ?? true else { return nil }
@@ -62,11 +63,11 @@ final class Deadlines: Sendable {
             let next: Int64? = state.withLock { s in
                 while let k = s.heap.min {
                     guard let bucket = s.buckets[k] else {
-                        s.heap.pop()   // emptied: every job in it ended
+                        _ = s.heap.popMin()   // emptied: every job in it ended
                         continue
                     }
                     if k > now { break }
-                    s.heap.pop()
+                    _ = s.heap.popMin()
                     s.buckets[k] = nil
                     due.append(contentsOf: bucket.values)
                 }
@@ -112,43 +113,5 @@ final class Deadlines: Sendable {
             }
             c?.resume()
         }
-    }
-}
-
-/// A binary min-heap of bucket keys.
-struct MinHeap {
-    private var items: [Int64] = []
-
-    var min: Int64? { items.first }
-
-    mutating func push(_ v: Int64) {
-        items.append(v)
-        var i = items.count - 1
-        while i > 0 {
-            let p = (i - 1) / 2
-            if items[p] <= items[i] { break }
-            items.swapAt(p, i)
-            i = p
-        }
-    }
-
-    @discardableResult
-    mutating func pop() -> Int64? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < items.count && items[l] < items[m] { m = l }
-                if r < items.count && items[r] < items[m] { m = r }
-                if m == i { break }
-                items.swapAt(m, i)
-                i = m
-            }
-        }
-        return top
     }
 }

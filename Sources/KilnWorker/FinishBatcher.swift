@@ -117,7 +117,7 @@ final class FinishBatcher: Sendable {
                 groups.append((q, all[start..<min(all.count, start + Self.chunk)]))
             }
         }
-        var wait = Duration.milliseconds(50)
+        var backoff = Backoff(initial: .milliseconds(50), max: .seconds(1))
         var failingSince: ContinuousClock.Instant?
         var serverErrors = 0
         var remaining = groups
@@ -159,8 +159,7 @@ final class FinishBatcher: Sendable {
             }
             // A capped retry of a write while Redis is away, not a poll for state. The pause
             // ignores cancellation: the writer may be a stopped job's (cancelled) task.
-            await Self.pause(wait)
-            wait = min(wait * 2, .seconds(1))
+            await Self.pause(backoff.next())
             remaining = failed
         }
     }

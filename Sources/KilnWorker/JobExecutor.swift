@@ -93,7 +93,7 @@ public struct JobExecutor: Service {
                 let leased: [LeasedJob]
                 do {
                     leased = try await store.fetch(queue: queue, kind: kind, max: n, worker: options.name, lease: options.lease,
-                                                   leaseMargin: options.leaseMargin, now: JobRunner.nowMs()).map(LeasedJob.init)
+                                                   leaseMargin: options.leaseMargin, now: KilnClock.nowMs()).map(LeasedJob.init)
                     outage.succeeded()
                 } catch {
                     slots.release(n)
@@ -133,7 +133,7 @@ struct OutageTracker {
     let what: String
     let logger: Logger
     private var since: ContinuousClock.Instant?
-    private var delay = Duration.milliseconds(100)
+    private var backoff = Backoff(initial: .milliseconds(100), max: .seconds(2))
 
     init(what: String, logger: Logger) {
         self.what = what
@@ -146,7 +146,7 @@ struct OutageTracker {
         if let since {
             logger.info("Redis is reachable again; resumed (outage lasted \(KilnDuration.format(ContinuousClock.now - since)))")
             self.since = nil
-            delay = .milliseconds(100)
+            backoff.reset()
         }
     }
 
@@ -157,8 +157,7 @@ struct OutageTracker {
             since = .now
             logger.error("cannot \(what): \(error); retrying with backoff")
         }
-        let d = delay
-        delay = min(delay * 2, .seconds(2))
+        let d = backoff.next()
         do {
             try await cancelWhenGracefulShutdown { try await Task.sleep(for: d) }
             return true

@@ -73,9 +73,7 @@ struct JobRunner: Sendable {
             await release(job, to: .cpu, log: log)
             return
         }
-        // A CPU job whose handler here is async (bound with `register(_:handler:)`) runs on the
-        // async loop; one with a synchronous handler needs the pool.
-        if job.kind == .cpu, handler.kind == .cpu, pool == nil {
+        if job.kind == .cpu, pool == nil {
             await release(job, to: .cpu, log: log)
             return
         }
@@ -96,7 +94,7 @@ struct JobRunner: Sendable {
         let outcome = await execute(job, handler: handler, timeout: timeout, control: control)
         let elapsed = ContinuousClock.now - started
         // The attempt ended now, before its slot goes to the next job (records stay in order).
-        let endedAt = Self.nowMs()
+        let endedAt = KilnClock.nowMs()
         runSlots?.release(1)
         free()
         freed = true
@@ -119,7 +117,7 @@ struct JobRunner: Sendable {
         // takes it for a CPU job (a prefetched job may wait in the worker first).
         let deadline = DeadlineArm(deadlines: deadlines, control: control, timeout: timeout)
         defer { deadline.disarm() }
-        let inPool = job.kind == .cpu && handler.kind == .cpu && pool != nil
+        let inPool = job.kind == .cpu && pool != nil
         if !inPool { deadline.start() }
         func stopped(_ cause: JobControl.Cause?) -> Outcome? {
             switch cause {
@@ -166,7 +164,7 @@ struct JobRunner: Sendable {
     /// Writes the outcome with the fenced finish script, retrying while Redis is unreachable.
     @discardableResult
     private func write(_ job: LeasedJob, _ outcome: Outcome, endedAt: Int64? = nil, log: JobLog) async -> String {
-        let endedAt = endedAt ?? Self.nowMs()
+        let endedAt = endedAt ?? KilnClock.nowMs()
         var attempt = AttemptOutcome(id: job.id, token: job.token, ending: .failed, endedAt: endedAt)
         switch outcome {
         case .succeeded(let r):
@@ -208,7 +206,7 @@ struct JobRunner: Sendable {
 
     private func release(_ job: LeasedJob, to kind: JobKind, log: JobLog) async {
         let r = await retrying(log: log, what: "hand the job back") {
-            try await store.release(queue: job.queue, id: job.id, token: job.token, to: kind, now: Self.nowMs()).rawValue
+            try await store.release(queue: job.queue, id: job.id, token: job.token, to: kind, now: KilnClock.nowMs()).rawValue
         }
         log.info("job handed back to the queue", metadata: ["to": "\(kind.rawValue)", "outcome": "\(r ?? "unwritten")"])
     }
@@ -220,7 +218,7 @@ struct JobRunner: Sendable {
         // Unstructured on purpose: the outcome of an attempt that ran must be written even if the
         // job's task is cancelled (forced shutdown), so the write must not inherit cancellation.
         let write = Task<String?, Never> {
-            var wait = Duration.milliseconds(50)
+            var backoff = Backoff(initial: .milliseconds(50), max: .seconds(1))
             var failingSince: ContinuousClock.Instant?
             var serverErrors = 0
             while true {
@@ -247,22 +245,19 @@ struct JobRunner: Sendable {
                         writeOutage.began(error, log.base)
                     }
                     // A capped retry of a write while Redis is away, not a poll for state.
-                    try? await Task.sleep(for: wait)
-                    wait = min(wait * 2, .seconds(1))
+                    try? await Task.sleep(for: backoff.next())
                 }
             }
         }
         return await write.value
     }
 
+    /// The job's retry delay (protocol behaviour, docs/architecture.md "Retries"):
+    /// `retry_backoff × 2^(attempt-1) × (1 + random[0, 0.5))`, capped at 1 h.
     func backoffMs(attempt: Int) -> Int64 {
-        let base = Double(KilnDuration.milliseconds(options.retryBackoff))
-        let exp = base * pow(2, Double(min(max(attempt - 1, 0), 30)))
-        let jittered = exp * (1 + Double.random(in: 0..<0.5))
-        return Int64(min(jittered, 3_600_000))
+        KilnDuration.milliseconds(Backoff.delay(attempt: attempt, initial: options.retryBackoff, max: .seconds(3600), jitter: 0.5))
     }
 
-    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 }
 
 /// Logs a Redis outage seen by result writes once when it begins and once when it ends, however

@@ -91,7 +91,7 @@ public final class LeaseKeeper: Service, Sendable {
 
     /// One renewal pass, blocking; called on the heartbeat thread.
     func renew() throws {
-        let deadline = JobRunner.nowMs() + KilnDuration.milliseconds(options.lease)
+        let deadline = KilnClock.nowMs() + KilnDuration.milliseconds(options.lease)
         for (queue, jobs) in running.byQueue() {
             let stops = try store.extendBlocking(queue: queue, jobs: jobs.map { ($0.id, $0.token) }, deadline: deadline, lease: options.lease)
             for s in stops { running.stop(queue: queue, id: s.id, s.verdict == .cancel ? .cancel : .leaseLost) }

@@ -2,21 +2,21 @@ import Kiln
 import KilnRedis
 
 /// A job this worker holds a lease on, as the fetch script handed it out.
-struct LeasedJob: Sendable {
+package struct LeasedJob: Sendable {
     let id: String
     let token: String
     let attempt: Int
-    let type: String
+    package let type: String
     let payload: String
     let kind: JobKind
     let maxAttempts: Int
-    let timeoutMs: Int64?
+    package let timeoutMs: Int64?
     let queue: String
     /// The kind written in the record, if it was not one Kiln knows (a malformed envelope).
-    let badKind: String?
+    package let badKind: String?
 
     /// The job as `fetch` leased it.
-    init(_ f: FetchedJob) {
+    package init(_ f: FetchedJob) {
         let kind = JobKind(rawValue: f.kindText)
         self.init(id: f.id, token: f.token, attempt: f.attempt, type: f.type, payload: f.payload, kind: kind ?? .io,
                   maxAttempts: f.maxAttempts, timeoutMs: f.timeoutMs, queue: f.queue, badKind: kind == nil ? f.kindText : nil)
@@ -37,7 +37,7 @@ struct LeasedJob: Sendable {
     }
 
     /// What is wrong with the envelope, if anything: a job that can never run.
-    var envelopeProblem: String? {
+    package var envelopeProblem: String? {
         if type.isEmpty { return "malformed envelope: the record has no 'type' field" }
         if let badKind { return "malformed envelope: 'kind' is '\(SafeText.escaped(String(badKind.prefix(20))))', expected io or cpu" }
         guard let t = timeoutMs else { return "malformed envelope: 'timeout_ms' is missing or not a number" }

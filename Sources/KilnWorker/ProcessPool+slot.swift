@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import KilnRedis
 import Logging
 
 // The body of a slot's dedicated OS thread. Everything here may block.
@@ -38,7 +39,8 @@ extension ProcessPool {
     /// none for 0, then 50 ms, 100 ms, 200 ms, ... up to 5 s.
     static func respawnDelay(failures: Int) -> Duration {
         guard failures > 0 else { return .zero }
-        return min(Duration.milliseconds(50) * (1 << min(failures - 1, 7)), .seconds(5))
+        // No jitter: the slots of one pool need no spreading out, and the steps stay exact.
+        return Backoff.delay(attempt: failures, initial: .milliseconds(50), max: .seconds(5), jitter: 0)
     }
 
     /// The slot's unhealthy-end count after a child's service ended (see ``ServeEnd``): a child

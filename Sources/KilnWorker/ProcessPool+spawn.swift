@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import KilnRedis
 import Synchronization
 
 /// A running pool child as the parent sees it.
@@ -41,11 +42,7 @@ enum PoolExitStatus: Sendable, Equatable {
     }
 }
 
-struct PoolSpawnError: Error, CustomStringConvertible {
-    var call: String
-    var code: Int32
-    var description: String { "\(call) failed: \(String(cString: strerror(code)))" }
-}
+typealias PoolSpawnError = ProcessSpawner.Failure
 
 extension ProcessPool {
     /// The resolved path of `/proc/self/exe`. If the binary was replaced or deleted since it was
@@ -73,13 +70,9 @@ extension ProcessPool {
         return env
     }
 
-    /// Serializes pipe creation and spawning, so a pipe created for one child can never be
-    /// inherited by another child spawned concurrently before its CLOEXEC flag is set.
-    static let spawnLock = Mutex<Void>(())
-
     /// Starts one child running `executable` in child mode.
     func spawnChild() throws(PoolSpawnError) -> PoolChildProcess {
-        try Self.spawnLock.withLock { _ throws(PoolSpawnError) -> PoolChildProcess in
+        try ProcessSpawner.lock.withLock { _ throws(PoolSpawnError) -> PoolChildProcess in
             var req: [Int32] = [-1, -1]
             var resp: [Int32] = [-1, -1]
             guard pipe(&req) == 0 else { throw PoolSpawnError(call: "pipe", code: errno) }
@@ -93,44 +86,19 @@ extension ProcessPool {
             let childIn = Self.moveAbove4(req[0])
             let childOut = Self.moveAbove4(resp[1])
             defer { close(childIn); close(childOut) }
-
-            var fa = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&fa)
-            defer { posix_spawn_file_actions_destroy(&fa) }
-            posix_spawn_file_actions_adddup2(&fa, childIn, PoolChild.requestFD)
-            posix_spawn_file_actions_adddup2(&fa, childOut, PoolChild.responseFD)
-            posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)
-            // glibc >= 2.34 has addclosefrom_np but the Glibc module does not import it.
-            typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
-            if let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
-                _ = unsafeBitCast(sym, to: CloseFrom.self)(&fa, 5)
-            }
-
-            var attr = posix_spawnattr_t()
-            posix_spawnattr_init(&attr)
-            defer { posix_spawnattr_destroy(&attr) }
-            var mask = sigset_t()
-            sigemptyset(&mask)
-            posix_spawnattr_setsigmask(&attr, &mask)
-            var defaults = sigset_t()
-            sigemptyset(&defaults)
-            for sig in [SIGTERM, SIGINT, SIGPIPE, SIGCHLD] { sigaddset(&defaults, sig) }
-            posix_spawnattr_setsigdefault(&attr, &defaults)
             // A process group of its own: Ctrl-C (SIGINT to the terminal's foreground group) must
             // reach only the worker, which then drains gracefully; the pool stops its children
             // itself. (Under systemd use KillMode=mixed, as deploy/kiln-worker.service does.)
-            posix_spawnattr_setpgroup(&attr, 0)
-            posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-
-            var pid: pid_t = 0
-            let rc = Self.withCStrings([executable]) { argv in
-                Self.withCStrings(environment) { envp in
-                    posix_spawn(&pid, executable, &fa, &attr, argv, envp)
-                }
-            }
-            guard rc == 0 else {
+            let pid: pid_t
+            do throws(PoolSpawnError) {
+                pid = try ProcessSpawner.spawn(
+                    [executable], environment: environment,
+                    fileActions: [.dup2(childIn, to: PoolChild.requestFD), .dup2(childOut, to: PoolChild.responseFD),
+                                  .open(0, path: "/dev/null", flags: O_RDONLY), .closeFrom(5)],
+                    newProcessGroup: true)
+            } catch {
                 close(req[1]); close(resp[0])
-                throw PoolSpawnError(call: "posix_spawn \(executable)", code: rc)
+                throw error
             }
             if niceness > 0 { Self.renice(pid, by: niceness) }
             return PoolChildProcess(pid: pid, requestFD: req[1], responseFD: resp[0])
@@ -154,26 +122,20 @@ extension ProcessPool {
         return moved
     }
 
-    private static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
-        let ptrs: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) } + [nil]
-        defer { for p in ptrs { free(p) } }
-        return ptrs.withUnsafeBufferPointer { body($0.baseAddress!) }
-    }
-
     /// Waits up to `timeout` for the child to exit, polling without blocking; its status, or nil if
     /// it is still running.
     static func waitExit(_ pid: pid_t, timeout: Duration) -> PoolExitStatus? {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        var pause: UInt32 = 500
+        var pause = Backoff(initial: .microseconds(500), max: .milliseconds(10), jitter: 0)
         while true {
             var status: Int32 = 0
             let r = waitpid(pid, &status, WNOHANG)
             if r == pid { return PoolExitStatus(waitStatus: status) }
             if r < 0 && errno != EINTR { return .unknown }
             if clock.now >= deadline { return nil }
-            usleep(pause)
-            pause = min(pause * 2, 10_000)
+            let d = pause.next()
+            usleep(UInt32(d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000))
         }
     }
 

@@ -22,7 +22,7 @@ public struct Reaper: Service {
         while true {
             var sleep = options.reapInterval
             do {
-                let now = JobRunner.nowMs()
+                let now = KilnClock.nowMs()
                 let reclaim = ContinuousClock.now >= noReclaimUntil
                 for queue in options.queues {
                     let r = try await store.reap(queue: queue, now: now, limit: 500, reclaim: reclaim,
@@ -51,7 +51,7 @@ public struct Reaper: Service {
 
     /// Finds jobs marked running with no entry in the lease set and gives them a lease.
     func sweep() async throws {
-        let deadline = JobRunner.nowMs() + KilnDuration.milliseconds(options.lease)
+        let deadline = KilnClock.nowMs() + KilnDuration.milliseconds(options.lease)
         for queue in options.queues {
             let found = try await store.sweepAll(queue: queue, deadline: deadline)
             if found > 0 { logger.warning("found \(found) job(s) marked running without a lease; they will be reclaimed unless a worker renews them", metadata: ["queue": "\(queue)"]) }

@@ -30,7 +30,7 @@ public struct Worker: Service {
     public let services: [any Service]
     let running: RunningJobs
     let store: KilnStore
-    var connection: RedisConnection { store.connection }
+    package var connection: RedisConnection { store.connection }
 
     public init(options: WorkerOptions, registry: JobRegistry, logger: Logger = Logger(label: "kiln.worker")) throws {
         try options.validate()
@@ -74,8 +74,8 @@ public struct Worker: Service {
     /// once) rather than exiting; a wrong password or bad database fails at once. Then checks
     /// the prefix's version marker (writing it if missing): a prefix of another protocol
     /// version stops the worker before it reads or writes any job.
-    func waitForRedis() async throws {
-        var delay = Duration.milliseconds(100)
+    package func waitForRedis() async throws {
+        var backoff = Backoff(initial: .milliseconds(100), max: .seconds(2))
         var logged = false
         while true {
             do {
@@ -88,8 +88,7 @@ public struct Worker: Service {
                     logger.error("waiting for Redis: \(e.message)")
                     logged = true
                 }
-                try await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(2))
+                try await Task.sleep(for: backoff.next())
             } catch let e as RedisError {
                 throw KilnError(.redis, e.message)
             }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import Kiln
 
@@ -44,7 +45,7 @@ enum BuiltinJobs {
         r.cpu("sha256", payload: HashPayload.self) { p, _ in
             var h = SHA256()
             if let data = p.data {
-                h.update(Array(data.utf8))
+                h.update(data: Array(data.utf8))
             } else if let path = p.path {
                 guard let stream = InputStream(fileAtPath: path) else {
                     throw JobFailure("cannot open '\(path)'", type: "bad_payload", retryable: false)
@@ -56,12 +57,12 @@ enum BuiltinJobs {
                     let n = stream.read(&buf, maxLength: buf.count)
                     if n < 0 { throw JobFailure("cannot read '\(path)'", type: "error", retryable: false) }
                     if n == 0 { break }
-                    h.update(buf[0..<n])
+                    buf[0..<n].withUnsafeBytes { h.update(bufferPointer: $0) }
                 }
             } else {
                 throw JobFailure("payload needs 'data' or 'path'", type: "bad_payload", retryable: false)
             }
-            return HashResult(sha256: h.finalize())
+            return HashResult(sha256: h.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined())
         }
         r.cpuRaw("cpu.crash") { _, _ in
             abort()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kiln
 import KilnRedis
+import KilnTestSupport
 import KilnWorker
 
 #if canImport(Glibc)

@@ -2,6 +2,7 @@ import Foundation
 import Kiln
 import KilnRedis
 import KilnWorker
+import KilnFuzz
 import Testing
 
 /// Inputs from fuzzing the parsers (`make fuzz`, docs/testing.md): each must come back as a value

@@ -1,4 +1,5 @@
 import Foundation
+import KilnTestSupport
 import KilnWorker
 
 #if canImport(Glibc)

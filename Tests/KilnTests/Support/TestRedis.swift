@@ -1,6 +1,7 @@
 import Foundation
 import Kiln
 import KilnRedis
+import KilnTestSupport
 import KilnWorker
 
 #if canImport(Glibc)
@@ -34,10 +35,10 @@ final class TestRedis: Sendable {
     /// Kills the server, keeping its dir (a test may restart a server there).
     func stop() { server.stop(removeDir: false) }
 
-    var configuration: RedisConfiguration { try! RedisConfiguration(url: url) }
+    var configuration: RedisConfiguration { server.configuration }
 
     /// A fresh key prefix, so tests sharing the server never see each other's keys.
-    static func uniquePrefix() -> String { "t\(UUID().uuidString.prefix(8).lowercased())" }
+    static func uniquePrefix() -> String { TestWorker.uniquePrefix() }
 
     func client(prefix: String, knownKinds: [String: JobKind] = [:]) throws -> KilnClient {
         try KilnClient(options: KilnClientOptions(redis: configuration, prefix: prefix, knownKinds: knownKinds))

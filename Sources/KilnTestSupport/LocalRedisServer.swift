@@ -1,20 +1,39 @@
 import Foundation
+import KilnRedis
+import KilnWorker
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A throwaway redis-server on a free loopback port with a temp dir of its own, for `kiln demo`,
-/// the tests and benchmarks. Never binds anything but 127.0.0.1.
+/// A throwaway `redis-server` on a free loopback port with a temp dir of its own, for tests (yours
+/// and Kiln's), `kiln demo` and the benchmarks. It never binds anything but 127.0.0.1 and keeps
+/// nothing on disk unless asked. Needs `redis-server` installed (`apt-get install redis-server`).
+///
+/// ```swift
+/// let redis = try LocalRedisServer()
+/// defer { redis.stop() }
+/// let client = try KilnClient(options: .init(redis: redis.configuration, prefix: "test"))
+/// ```
+/// or scoped: `try await LocalRedisServer.with { redis in ... }`.
 public final class LocalRedisServer: Sendable {
+    /// The loopback port the server listens on.
     public let port: Int
+    /// The server's working directory (its log is `redis.log` there).
     public let dir: String
+    /// The password it requires (`--requirepass`), if any.
     public let password: String?
-    public let process: SpawnedProcess
+    package let process: SpawnedProcess
 
     /// Starts the server and waits (up to 10 s) until it answers PING. Tries a few ports in case
     /// another process takes the free one first. Persistence is off unless `extraArgs` turn it on.
-    /// `port`: a fixed port (e.g. to restart a server where clients expect it); default a free one.
+    ///
+    /// - Parameters:
+    ///   - password: a password to require (`--requirepass`); none by default.
+    ///   - extraArgs: more `redis-server` arguments, e.g. `["--appendonly", "yes"]`.
+    ///   - dir: the working directory; default a new one under the temp dir.
+    ///   - port: a fixed port (e.g. to restart a server where clients expect it); default a free one.
+    /// - Throws: a one-line error if `redis-server` is missing or does not start.
     public init(password: String? = nil, extraArgs: [String] = [], dir: String? = nil, port fixedPort: Int? = nil) throws {
         guard let server = Self.serverPath else {
             throw SpawnedProcess.SpawnError(message: "redis-server is not installed (make demo/make test install it; or apt-get install redis-server)")
@@ -51,6 +70,20 @@ public final class LocalRedisServer: Sendable {
         return "redis://127.0.0.1:\(port)"
     }
 
+    /// The server as a `RedisConfiguration`, for `KilnClientOptions` and `WorkerOptions`.
+    public var configuration: RedisConfiguration {
+        // `url` is always a valid Redis URL.
+        try! RedisConfiguration(url: url)
+    }
+
+    /// Starts a server, runs `body` with it, and stops it (removing its dir) however `body` ends.
+    public static func with<R>(password: String? = nil, extraArgs: [String] = [],
+                               _ body: (LocalRedisServer) async throws -> R) async throws -> R {
+        let server = try LocalRedisServer(password: password, extraArgs: extraArgs)
+        defer { server.stop() }
+        return try await body(server)
+    }
+
     /// Kills the server (SIGKILL: it holds nothing worth saving) and removes its dir if asked.
     public func stop(removeDir: Bool = true) {
         process.signal(SIGKILL)
@@ -58,6 +91,7 @@ public final class LocalRedisServer: Sendable {
         if removeDir { try? FileManager.default.removeItem(atPath: dir) }
     }
 
+    /// Where `redis-server` is installed, if it is.
     public static let serverPath: String? = ["/usr/bin/redis-server", "/usr/local/bin/redis-server", "/usr/sbin/redis-server"]
         .first(where: FileManager.default.isExecutableFile)
 
@@ -72,8 +106,8 @@ public final class LocalRedisServer: Sendable {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    /// A synchronous PING over a plain socket. It needs no Swift concurrency, so it is safe in
-    /// static initializers and before any async machinery is up.
+    /// Whether a Redis on 127.0.0.1:`port` answers PING, over a plain blocking socket (1 s
+    /// timeout). It needs no Swift concurrency, so it is safe in static initializers.
     public static func ping(port: Int, password: String? = nil) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }

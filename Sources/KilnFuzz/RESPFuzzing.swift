@@ -1,12 +1,13 @@
 import CHiredis
+import KilnRedis
 
 /// Fuzzing entry point for the reply path: feeds raw bytes to a hiredis reader (the same parser a
 /// connection uses) and converts every complete reply with `HiredisContext.convert`, exactly as
-/// `readReply` does. Not for production use; see `Sources/KilnFuzz` and `docs/testing.md`.
-public enum RESPFuzzing {
+/// `readReply` does. Used by the fuzz targets and FuzzRegressionTests (docs/testing.md).
+package enum RESPFuzzing {
     /// The replies in `bytes`, in order, fed to the reader `chunk` bytes at a time and drained
     /// after every feed (as a connection does between reads). Stops at the first protocol error.
-    public static func parse(_ bytes: [UInt8], chunk: Int = .max) -> [RedisValue] {
+    package static func parse(_ bytes: [UInt8], chunk: Int = .max) -> [RedisValue] {
         guard let reader = redisReaderCreate() else { return [] }
         defer { redisReaderFree(reader) }
         var out: [RedisValue] = []
