@@ -227,9 +227,14 @@ struct InProcessWorker {
         }
         #expect(try await enqueue("foreign", tp).array.compactMap(\.int) == [0, 0, 0])
         #expect(try await enqueue("untraced", "").array.compactMap(\.int) == [0, 0, 0])
-        if case .error(let e) = try await enqueue("too-long", String(repeating: "0", count: 257)) {
-            #expect(e.contains("traceparent must be at most 256 bytes"))
-        } else { Issue.record("a traceparent over 256 bytes was accepted") }
+        do {
+            let reply = try await enqueue("too-long", String(repeating: "0", count: 257))
+            if case .error(let e) = reply { #expect(e.contains("traceparent must be at most 256 bytes")) } else {
+                Issue.record("a traceparent over 256 bytes was accepted: \(reply)")
+            }
+        } catch {
+            #expect("\(error)".contains("traceparent must be at most 256 bytes"))
+        }
         #expect(try await fieldCount(store, queue: "q", id: "untraced") == 20)
         #expect(try await kiln.record("foreign", queue: "q").traceparent == tp)
 
