@@ -1,4 +1,6 @@
+import Metrics
 import KilnRedis
+import Tracing
 
 /// Per-job settings for `KilnClient.enqueue`. Defaults: queue `default`, timeout 5 minutes,
 /// 3 retries (4 attempts), results kept 24 hours, kind from the producer's registry (else `io`).
@@ -55,6 +57,13 @@ public struct KilnClientOptions: Sendable {
     /// Kinds of job types this producer knows (from its registry or the built-ins); used when a
     /// job gives no kind of its own.
     public var knownKinds: [String: JobKind]
+    /// Where `kiln_jobs_enqueued_total` goes (docs/observability.md). Default nil: the global
+    /// `MetricsSystem.factory` as it is when the client is made (bootstrap it first).
+    public var metricsFactory: (any MetricsFactory)? = nil
+    /// The tracer of `kiln.enqueue` spans; each job stores its span's W3C `traceparent`. Default
+    /// nil: the global `InstrumentationSystem.tracer` as it is when the client is made. With the
+    /// no-op tracer nothing extra is written.
+    public var tracer: (any Tracer)? = nil
 
     public init(
         redis: RedisConfiguration = RedisConfiguration(), prefix: String = "kiln",

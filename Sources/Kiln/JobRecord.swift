@@ -32,6 +32,9 @@ public struct JobRecord: Sendable, Equatable {
     public var retryAt: Int64?
     public var worker: String?
     public var cancelRequested: Bool
+    /// The W3C `traceparent` stored by the producer's enqueue span (record position 21), if any.
+    /// Not part of the CLI's `--json` output.
+    public var traceparent: String?
 
     /// Builds a record from the field/value pairs the protocol v3 `get` script returns for one id
     /// (`docs/protocol.md`, "The record": all text, `status` as its name, absent values `0` or
@@ -59,6 +62,7 @@ public struct JobRecord: Sendable, Equatable {
         retryAt = time("retry_at")
         worker = text("worker")
         cancelRequested = (Int(f["flags"] ?? "") ?? 0) % 2 == 1
+        traceparent = text("traceparent")
     }
 
     /// A flat array of field, value pairs as a dictionary; nil if it is empty.

@@ -24,6 +24,8 @@ public final class KilnClient: Sendable {
     /// connection however many jobs are waited for.
     let results: ResultWaiters<WaitKey, JobRecord>
     let logger: Logger
+    /// Enqueue metrics and spans (`KilnClient+observability.swift`).
+    let observability: ClientObservability
 
     public init(options: KilnClientOptions = KilnClientOptions(), logger: Logger = Logger(label: "kiln.client")) throws {
         guard KeySchema.isValidPrefix(options.prefix) else {
@@ -34,6 +36,7 @@ public final class KilnClient: Sendable {
         self.store = store
         self.results = KilnClient.resultWaiters(store: store, configuration: options.redis)
         self.logger = logger
+        self.observability = ClientObservability(options)
     }
 
     /// Closes the client's connections and ends their threads; later calls fail with
@@ -74,6 +77,11 @@ public final class KilnClient: Sendable {
     /// nothing; an id that already exists refuses its whole call.
     public func enqueueBatch(_ requests: [EnqueueRequest]) async throws -> [String] {
         if requests.isEmpty { return [] }
+        return try await observability.enqueue(requests) { try await enqueueBatch(requests, traceparent: $0) }
+    }
+
+    /// `enqueueBatch`, every job storing `traceparent` (empty: none).
+    private func enqueueBatch(_ requests: [EnqueueRequest], traceparent: String) async throws -> [String] {
         var jobs: [NewJob] = []
         jobs.reserveCapacity(requests.count)
         // Positions of the requests of each queue, in order.
@@ -87,6 +95,7 @@ public final class KilnClient: Sendable {
                                payload: r.payload, maxAttempts: r.options.retries + 1,
                                timeoutMs: KilnDuration.milliseconds(r.options.timeout),
                                resultTTLms: KilnDuration.milliseconds(r.options.resultTTL)))
+            jobs[i].traceparent = traceparent
             let q = r.options.queue
             if byQueue[q] == nil { queueOrder.append(q) }
             byQueue[q, default: []].append(i)

@@ -103,6 +103,9 @@ final class BenchEnv: Sendable {
         env["KILN_REDIS_URL"] = redis.url
         env["KILN_PREFIX"] = prefix
         env["KILN_LOG_LEVEL"] = "warning"
+        // BENCH_METRICS=counting: workers record Kiln's metrics into an in-process backend
+        // (default: none, the no-op backend).
+        if let m = ProcessInfo.processInfo.environment["BENCH_METRICS"], !m.isEmpty { env["KILN_BENCH_METRICS"] = m }
         return try SpawnedProcess(
             [kilnPath, "worker", "--processes", String(processes), "--concurrency", String(concurrency),
              "--shutdown-grace", "5s", "--name", name] + extraArgs,

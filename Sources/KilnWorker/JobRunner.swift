@@ -23,6 +23,8 @@ struct JobRunner: Sendable {
     /// With `prefetch`: the `concurrency` slots I/O jobs run in (the executor's slots count the
     /// jobs held, running or waiting). nil: every job held runs at once.
     let ioRunSlots: SlotPool?
+    /// Job metrics and `kiln.run` spans (`WorkerMetrics.swift`); off with the no-op backends.
+    let observability: WorkerObservability
 
     init(options: WorkerOptions, registry: JobRegistry, store: KilnStore, pool: ProcessPool?,
          running: RunningJobs, deadlines: Deadlines, logger: Logger, ioRunSlots: SlotPool? = nil) {
@@ -37,6 +39,7 @@ struct JobRunner: Sendable {
         let outage = WriteOutage()
         self.writeOutage = outage
         self.finisher = FinishBatcher(store: store, outage: outage, logger: logger)
+        self.observability = WorkerObservability(options: options)
     }
 
     /// How an attempt ended, before it is written.
@@ -91,7 +94,10 @@ struct JobRunner: Sendable {
         let timeout = Duration.milliseconds(job.timeoutMs ?? 300_000)
         log.info("job started", metadata: ["kind": "\(job.kind.rawValue)", "queue": "\(job.queue)"])
         let started = ContinuousClock.now
-        let outcome = await execute(job, handler: handler, timeout: timeout, control: control)
+        let metrics = observability.metrics(job, known: true)
+        let outcome = await observability.run(job, metrics: metrics) {
+            await execute(job, handler: handler, timeout: timeout, control: control)
+        }
         let elapsed = ContinuousClock.now - started
         // The attempt ended now, before its slot goes to the next job (records stay in order).
         let endedAt = KilnClock.nowMs()
@@ -102,7 +108,7 @@ struct JobRunner: Sendable {
             await release(job, to: job.kind, log: log)
             return
         }
-        let status = await write(job, outcome, endedAt: endedAt, log: log)
+        let status = await write(job, outcome, endedAt: endedAt, log: log, metrics: metrics)
         log.info("job finished", metadata: ["status": "\(status)", "ms": "\(KilnDuration.milliseconds(elapsed))"])
     }
 
@@ -163,7 +169,7 @@ struct JobRunner: Sendable {
 
     /// Writes the outcome with the fenced finish script, retrying while Redis is unreachable.
     @discardableResult
-    private func write(_ job: LeasedJob, _ outcome: Outcome, endedAt: Int64? = nil, log: JobLog) async -> String {
+    private func write(_ job: LeasedJob, _ outcome: Outcome, endedAt: Int64? = nil, log: JobLog, metrics: JobMetrics? = nil) async -> String {
         let endedAt = endedAt ?? KilnClock.nowMs()
         var attempt = AttemptOutcome(id: job.id, token: job.token, ending: .failed, endedAt: endedAt)
         switch outcome {
@@ -196,6 +202,9 @@ struct JobRunner: Sendable {
             return "released"
         }
         let status = await finisher.finish(queue: job.queue, attempt)
+        if observability.jobs != nil {
+            observability.finished(metrics ?? observability.metrics(job, known: registry.handler(for: job.type) != nil), outcome, status)
+        }
         if status == .stale {
             log.warning("result discarded: this attempt no longer holds the job's lease (a newer attempt owns it)")
         } else if status == .left(.retrying) {

@@ -14,12 +14,18 @@ package struct LeasedJob: Sendable {
     let queue: String
     /// The kind written in the record, if it was not one Kiln knows (a malformed envelope).
     package let badKind: String?
+    /// How long it waited in the queue before this lease, ms (nil: unknown).
+    var waitMs: Int64? = nil
+    /// The W3C traceparent its producer stored, unchecked (nil: none).
+    var traceparent: String? = nil
 
     /// The job as `fetch` leased it.
     package init(_ f: FetchedJob) {
         let kind = JobKind(rawValue: f.kindText)
         self.init(id: f.id, token: f.token, attempt: f.attempt, type: f.type, payload: f.payload, kind: kind ?? .io,
                   maxAttempts: f.maxAttempts, timeoutMs: f.timeoutMs, queue: f.queue, badKind: kind == nil ? f.kindText : nil)
+        waitMs = f.waitMs
+        traceparent = f.traceparent
     }
 
     init(id: String, token: String, attempt: Int, type: String, payload: String, kind: JobKind, maxAttempts: Int,

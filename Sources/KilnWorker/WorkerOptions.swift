@@ -1,6 +1,8 @@
+import Metrics
 import Foundation
 import Kiln
 import KilnRedis
+import Tracing
 
 /// Settings of a worker process. Every field has a documented default; the `kiln worker` flags
 /// and `KILN_*` environment variables map onto them.
@@ -73,6 +75,14 @@ public struct WorkerOptions: Sendable {
     public var prefetch: Int = 0
     /// This worker's name in records and logs (`--name`). Default `host:pid`.
     public var name: String
+    /// Where the worker's job metrics go (swift-metrics; names in docs/observability.md).
+    /// Default nil: the global `MetricsSystem.factory` as it is when the worker is made
+    /// (bootstrap it first); the no-op factory turns every metric off.
+    public var metricsFactory: (any MetricsFactory)? = nil
+    /// The tracer of `kiln.run` spans, which continue the trace stored with each job and hold
+    /// the handler's own spans. Default nil: the global `InstrumentationSystem.tracer` as it is
+    /// when the worker is made; the no-op tracer turns spans off.
+    public var tracer: (any Tracer)? = nil
 
     public init(
         redis: RedisConfiguration = RedisConfiguration(),

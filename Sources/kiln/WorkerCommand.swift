@@ -62,6 +62,8 @@ struct WorkerCommand: AsyncParsableCommand {
         if let n = try number(cpuPrefetch, "KILN_CPU_PREFETCH", "--cpu-prefetch", 0...100_000) { options.cpuPrefetch = n }
         if let n = try number(cpuPrefetchLow, "KILN_CPU_PREFETCH_LOW", "--cpu-prefetch-low", 0...100_000) { options.cpuPrefetchLowWater = n }
         if let name { options.name = name }
+        // `kiln-bench` measures the metrics' cost with an in-process backend (docs/performance.md).
+        if env["KILN_BENCH_METRICS"] == "counting" { options.metricsFactory = CountingMetrics() }
         let logger = Logger(label: "kiln.worker")
         if connection.redis.map({ (try? RedisConfiguration(url: $0))?.password != nil }) == true {
             logger.warning("the Redis password given in --redis is visible to other users in ps; use $KILN_REDIS_URL or --redis-password-file")

@@ -94,7 +94,7 @@ class Kiln:
 
     def fetch(self, now, count, kind='io', lease=30000, margin=4000):
         out = self.call('fetch', self.k('ready:' + kind, 'jobs', 'leases', 'expiry'), now, count, 'w1:1', lease, margin)
-        return [out[i:i + 8] for i in range(0, len(out), 8)]
+        return [out[i:i + 10] for i in range(0, len(out), 10)]
 
     def finish(self, now, attempts):
         flat = []

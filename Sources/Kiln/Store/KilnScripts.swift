@@ -30,6 +30,8 @@ public enum KilnScripts {
     local CODES = {queued = 1, running = 2, retrying = 3, succeeded = 4, failed = 5, timed_out = 6, cancelled = 7, dead = 8}
     local F_STATUS, F_TYPE, F_KIND, F_PAYLOAD, F_ATTEMPTS, F_MAX, F_TOKEN, F_TIMEOUT, F_TTL, F_ENQUEUED = 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
     local F_STARTED, F_FINISHED, F_RETRY_AT, F_WORKER, F_RESULT, F_ERROR_TYPE, F_ERROR_MESSAGE, F_FLAGS, F_RETRIED = 12, 13, 14, 15, 16, 17, 18, 19, 20
+    -- Optional: present only in records whose producer stored a trace context.
+    local F_TRACEPARENT = 21
     local FIELDS = {'format', 'status', 'type', 'kind', 'payload', 'attempts', 'max_attempts', 'token', 'timeout_ms',
       'result_ttl_ms', 'enqueued_at', 'started_at', 'finished_at', 'retry_at', 'worker', 'result', 'error_type',
       'error_message', 'flags', 'retried_at'}

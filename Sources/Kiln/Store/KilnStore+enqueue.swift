@@ -10,6 +10,9 @@ public struct NewJob: Sendable, Equatable {
     public var maxAttempts: Int
     public var timeoutMs: Int64
     public var resultTTLms: Int64
+    /// The W3C `traceparent` of the span that enqueued it, stored with the job (record position
+    /// 21) so the worker's run span continues the trace; empty for none (nothing is stored).
+    public var traceparent: String = ""
 
     public init(id: String, type: String, kind: JobKind, payload: String, maxAttempts: Int, timeoutMs: Int64, resultTTLms: Int64) {
         self.id = id
@@ -50,10 +53,15 @@ extension KilnStore {
         }
         let nowText = String(now)
         let scriptCalls = calls.lazy.map { c -> ScriptRunner.Call in
+            // The 8-per-job form only when a job of the call carries a trace context: without a
+            // tracer the call (and every record) is what it was before traceparents existed.
+            let traced = c.jobs.contains { !$0.traceparent.isEmpty }
             var args = [keys.queuePrefix(c.queue), nowText]
-            args.reserveCapacity(2 + c.jobs.count * 7)
+            args.reserveCapacity(3 + c.jobs.count * 8)
+            if traced { args.append(KilnScripts.traceparentMarker) }
             for j in c.jobs {
                 args += [j.id, j.type, j.kind.rawValue, j.payload, String(j.maxAttempts), String(j.timeoutMs), String(j.resultTTLms)]
+                if traced { args.append(j.traceparent) }
             }
             return ScriptRunner.Call(script: KilnScripts.enqueue, keys: [keys.jobs(c.queue), keys.ready(c.queue, .io), keys.ready(c.queue, .cpu)], args: args)
         }
@@ -72,23 +80,31 @@ extension KilnStore {
 }
 
 extension KilnScripts {
+    /// The third `enqueue` argument that switches to 8 arguments per job, the 8th a W3C
+    /// `traceparent` ('' for none). It cannot be a job id (ids have no colon).
+    public static let traceparentMarker = ":traceparent"
+
     /// KEYS: Q:jobs, Q:ready:io, Q:ready:cpu. ARGV: Q, now, then 7 per job: id, type, kind,
-    /// payload, max_attempts, timeout_ms, result_ttl_ms. Returns {0, 0, 0} (written, ids queued
+    /// payload, max_attempts, timeout_ms, result_ttl_ms (or `:traceparent` after now, then 8
+    /// per job, the 8th the job's traceparent, stored at record position 21 when not empty). Returns {0, 0, 0} (written, ids queued
     /// in ARGV order), {0, 0, 1} (a retry of this call found its own write) or {first, count, 0}
     /// (that many ids exist, the first at that position; nothing written). Out-of-range
     /// arguments: an error reply `ERR kiln enqueue: job N: …`, nothing written.
     public static let enqueue = Script(name: "enqueue", body: """
     -- enqueue
     -- KEYS: Q:jobs, Q:ready:io, Q:ready:cpu
-    -- ARGV: Q, now, then 7 per job: id, type, kind, payload, max_attempts, timeout_ms, result_ttl_ms
+    -- ARGV: Q, now, then 7 per job: id, type, kind, payload, max_attempts, timeout_ms, result_ttl_ms;
+    --   or Q, now, ':traceparent', then 8 per job: the same 7 and the job's W3C traceparent ('' for none)
     local now = arg_int(ARGV[2], 0, MAX_COUNT)
     if not now then return redis.error_reply('ERR kiln enqueue: now must be a time in ms') end
-    local n = (#ARGV - 2) / 7
-    if n < 1 or n ~= math.floor(n) then return redis.error_reply('ERR kiln enqueue: expected 7 arguments per job after Q and now') end
+    local per, first_arg = 7, 2
+    if ARGV[3] == ':traceparent' then per, first_arg = 8, 3 end
+    local n = (#ARGV - first_arg) / per
+    if n < 1 or n ~= math.floor(n) then return redis.error_reply('ERR kiln enqueue: expected 7 arguments per job after Q and now (8 after :traceparent)') end
     local ids, seen, recs = {}, {}, {}
     local function refuse(j, what) return redis.error_reply('ERR kiln enqueue: job ' .. j .. ': ' .. what) end
     for j = 1, n do
-      local b = 2 + (j - 1) * 7
+      local b = first_arg + (j - 1) * per
       local id, jtype, kind, payload = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
       if id == '' or #id > 128 then return refuse(j, 'id must be 1-128 characters') end
       if seen[id] then return refuse(j, 'id repeats job ' .. seen[id]) end
@@ -103,6 +119,11 @@ extension KilnScripts {
       seen[id] = j
       ids[j] = id
       recs[j] = {3, QUEUED, jtype, kind, payload, 0, max, 0, timeout, ttl, now, 0, 0, 0, '', '', '', '', 0, 0}
+      if per == 8 then
+        local tp = ARGV[b + 8]
+        if #tp > 256 then return refuse(j, 'traceparent must be at most 256 bytes') end
+        if tp ~= '' then recs[j][F_TRACEPARENT] = tp end
+      end
     end
     local existing = redis.call('HMGET', KEYS[1], unpack(ids))
     local first, count, mine = 0, 0, 0

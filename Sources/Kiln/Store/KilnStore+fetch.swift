@@ -16,6 +16,11 @@ public struct FetchedJob: Sendable, Equatable {
     /// `timeout_ms`, if it is a number.
     public var timeoutMs: Int64?
     public var queue: String
+    /// How long the job waited to be leased, ms: from when it last became ready (enqueued, retry
+    /// due, or `kiln retry`) to this lease; nil if the record has no such time.
+    public var waitMs: Int64? = nil
+    /// The W3C `traceparent` its producer stored (record position 21), unchecked; nil if none.
+    public var traceparent: String? = nil
 }
 
 
@@ -35,8 +40,8 @@ extension KilnStore {
         if let leaseMargin { args.append(String(KilnDuration.milliseconds(leaseMargin))) }
         let reply = try await run(KilnScripts.fetch, keys: [keys.ready(queue, kind), keys.jobs(queue), keys.leases(queue), keys.expiry(queue)],
                                   args: args)
-        // 8 fields per job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms.
-        return KilnStore.fetchedJobs(reply, queue: queue, fieldsPerJob: 8)
+        // 10 fields per job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms, wait_ms, traceparent.
+        return KilnStore.fetchedJobs(reply, queue: queue, fieldsPerJob: 10)
     }
 
     /// Blocks on `connection` until `queue` has a job of `kind` ready (at once if it has one), or
@@ -47,16 +52,22 @@ extension KilnStore {
 }
 
 extension KilnStore {
-    /// Splits `fetch`'s flat reply (8 fields per job: id, token, attempt, type, payload, kind,
-    /// max_attempts, timeout_ms) into jobs of `queue`. `package` for the fuzz target.
+    /// Splits `fetch`'s flat reply (10 fields per job: id, token, attempt, type, payload, kind,
+    /// max_attempts, timeout_ms, wait_ms, traceparent) into jobs of `queue`; with `fieldsPerJob`
+    /// 8, the envelope alone (what the fuzz target feeds). `package` for the fuzz target.
     package static func fetchedJobs(_ reply: RedisValue, queue: String, fieldsPerJob: Int = 8) -> [FetchedJob] {
         let f = reply.array.map { $0.string ?? "" }
         var out: [FetchedJob] = []
         out.reserveCapacity(f.count / fieldsPerJob)
         var i = 0
         while i + fieldsPerJob <= f.count {
-            out.append(FetchedJob(id: f[i], token: f[i + 1], attempt: Int(f[i + 2]) ?? 1, type: f[i + 3], payload: f[i + 4],
-                                  kindText: f[i + 5], maxAttempts: Int(f[i + 6]) ?? 1, timeoutMs: Int64(f[i + 7]), queue: queue))
+            var job = FetchedJob(id: f[i], token: f[i + 1], attempt: Int(f[i + 2]) ?? 1, type: f[i + 3], payload: f[i + 4],
+                                 kindText: f[i + 5], maxAttempts: Int(f[i + 6]) ?? 1, timeoutMs: Int64(f[i + 7]), queue: queue)
+            if fieldsPerJob >= 10 {
+                if let wait = Int64(f[i + 8]), wait >= 0 { job.waitMs = wait }
+                if !f[i + 9].isEmpty { job.traceparent = f[i + 9] }
+            }
+            out.append(job)
             i += fieldsPerJob
         }
         return out
@@ -71,7 +82,9 @@ extension KilnStore {
 extension KilnScripts {
     /// KEYS: Q:ready:KIND, Q:jobs, Q:leases, Q:expiry. ARGV: Q, now, count, worker, lease_ms,
     /// lease_margin_ms. Pops up to `count` ids and leases each runnable one. Returns a flat array,
-    /// 8 per leased job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms. Ids
+    /// 10 per leased job: id, token, attempts, type, payload, kind, max_attempts, timeout_ms,
+    /// wait_ms (lease time minus the latest of enqueued_at, retry_at, retried_at; -1 if none is
+    /// set), traceparent ('' if the record has none). Ids
     /// without a record, or whose record is not queued, are dropped, and so is an id popped twice
     /// in one call after its first time; a queued record with the
     /// cancel flag ends `cancelled`, one out of range (or not a v3 record) `failed`.
@@ -117,9 +130,19 @@ extension KilnScripts {
           if margin then l = math.min(lease_ms, r[F_TIMEOUT] + margin) end
           leases[#leases + 1] = t + l
           leases[#leases + 1] = id
+          -- Queue wait: from when it last became ready (enqueued, retry due, kiln retry) to now.
+          local ready = 0
+          if type(r[F_ENQUEUED]) == 'number' then ready = r[F_ENQUEUED] end
+          if type(r[F_RETRY_AT]) == 'number' and r[F_RETRY_AT] > ready then ready = r[F_RETRY_AT] end
+          if type(r[F_RETRIED]) == 'number' and r[F_RETRIED] > ready then ready = r[F_RETRIED] end
+          local wait = -1
+          if ready > 0 then wait = math.max(0, t - ready) end
+          local tp = r[F_TRACEPARENT]
+          if type(tp) ~= 'string' then tp = '' end
           local o = #out
           out[o + 1] = id; out[o + 2] = r[F_TOKEN]; out[o + 3] = r[F_ATTEMPTS]; out[o + 4] = r[F_TYPE]
           out[o + 5] = r[F_PAYLOAD]; out[o + 6] = r[F_KIND]; out[o + 7] = r[F_MAX]; out[o + 8] = r[F_TIMEOUT]
+          out[o + 9] = wait; out[o + 10] = tp
         end
       end
     end

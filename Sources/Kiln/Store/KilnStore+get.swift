@@ -62,6 +62,10 @@ extension KilnScripts {
           if k == F_STATUS then v = NAMES[v] end
           flat[#flat + 1] = name; flat[#flat + 1] = tostring(v)
         end
+        -- Optional fields, only when the record has them.
+        if type(r[F_TRACEPARENT]) == 'string' and r[F_TRACEPARENT] ~= '' then
+          flat[#flat + 1] = 'traceparent'; flat[#flat + 1] = r[F_TRACEPARENT]
+        end
       elseif r == false then
         flat = {'status', 'failed', 'error_type', 'malformed_envelope', 'error_message', 'record is not a version 3 record'}
       end
