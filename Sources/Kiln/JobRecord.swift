@@ -72,7 +72,9 @@ public struct JobRecord: Sendable, Equatable {
         var f: [String: String] = [:]
         var i = 0
         while i + 1 < items.count {
-            if let k = items[i].string { f[k] = items[i + 1].string ?? "" }
+            // For display: a value another producer wrote as bytes that are not UTF-8 shows
+            // U+FFFD in their place (a worker never runs such a payload: it fails the job).
+            if let k = items[i].string { f[k] = items[i + 1].lossyString ?? "" }
             i += 2
         }
         return f

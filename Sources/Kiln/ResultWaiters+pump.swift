@@ -149,7 +149,9 @@ extension ResultWaiters {
 
     private func notified(_ message: RedisValue) {
         let parts = message.array
-        guard parts.count >= 3, let channel = parts[1].string, let text = parts[2].string else { return }
+        // Lossy: an id written as bytes that are not UTF-8 (by another producer) must not hide the
+        // other ids of its message.
+        guard parts.count >= 3, let channel = parts[1].string, let text = parts[2].lossyString else { return }
         let keys = source.keys(channel, text)
         state.withLock { s in
             var any = false

@@ -156,7 +156,7 @@ package final class HiredisContext {
         let reply = r.pointee
         switch Int32(reply.type) {
         case REDIS_REPLY_STRING:
-            return .bulk(string(reply.str, reply.len))
+            return bulk(reply.str, reply.len)
         case REDIS_REPLY_STATUS:
             return .status(string(reply.str, reply.len))
         case REDIS_REPLY_ERROR:
@@ -177,6 +177,17 @@ package final class HiredisContext {
         }
     }
 
+    /// A bulk string: text if it is valid UTF-8 (validated while copied, as `String(decoding:)`
+    /// would), else its bytes, never text with replacement characters (a payload must not
+    /// silently become another one).
+    private static func bulk(_ p: UnsafeMutablePointer<CChar>?, _ len: Int) -> RedisValue {
+        guard let p, len > 0 else { return .bulk("") }
+        let buf = UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: len)
+        if let s = String(validating: buf, as: UTF8.self) { return .bulk(s) }
+        return .bytes(Array(buf))
+    }
+
+    /// Status and error text (Redis's own words): decoded with replacement characters.
     private static func string(_ p: UnsafeMutablePointer<CChar>?, _ len: Int) -> String {
         guard let p, len > 0 else { return "" }
         return String(decoding: UnsafeRawBufferPointer(start: p, count: len), as: UTF8.self)

@@ -4,16 +4,29 @@ public enum RedisValue: Sendable, Equatable, CustomStringConvertible {
     case status(String)
     case error(String)
     case integer(Int)
+    /// A bulk string that is valid UTF-8 (nearly every reply).
     case bulk(String)
+    /// A bulk string that is not valid UTF-8, as its bytes: another producer may write anything
+    /// into a record, and text decoded with replacement characters would be a different value
+    /// (a payload run as something else). ``string`` is nil for it; ``lossyString`` is for display.
+    case bytes([UInt8])
     case array([RedisValue])
 
-    /// The value as text: bulk and status strings, integers in decimal; `nil` for null, errors and arrays.
+    /// The value as text: bulk and status strings, integers in decimal; `nil` for null, errors,
+    /// arrays and bulk strings that are not valid UTF-8 (``bytes(_:)``).
     public var string: String? {
         switch self {
         case .bulk(let s), .status(let s): return s
         case .integer(let i): return String(i)
         default: return nil
         }
+    }
+
+    /// Like ``string``, but a bulk string that is not valid UTF-8 is decoded with U+FFFD in place
+    /// of its invalid bytes: for display only, never for a value that is acted on.
+    public var lossyString: String? {
+        if case .bytes(let b) = self { return String(decoding: b, as: UTF8.self) }
+        return string
     }
 
     /// The value as an integer, parsing bulk strings; `nil` if it is not a number.
@@ -45,6 +58,7 @@ public enum RedisValue: Sendable, Equatable, CustomStringConvertible {
         case .error(let e): return "(error) \(e)"
         case .integer(let i): return "(integer) \(i)"
         case .bulk(let s): return "\"\(s)\""
+        case .bytes(let b): return "\"\(String(decoding: b, as: UTF8.self))\" (not UTF-8: \(b.count) bytes)"
         case .array(let a): return "[" + a.map(\.description).joined(separator: ", ") + "]"
         }
     }

@@ -112,10 +112,10 @@ struct JobRunner: Sendable {
         log.info("job finished", metadata: ["status": "\(status)", "ms": "\(KilnDuration.milliseconds(elapsed))"])
     }
 
-    /// Runs the handler on this task under the job's deadline and stop control: a timeout or a
-    /// stop cancels this task (an I/O handler sees cancellation; a pool child is killed), and the
-    /// first of handler result, timeout and stop decides the outcome. Like a task group, it
-    /// returns only once the handler has returned.
+    /// Runs the handler under the job's deadline and stop control, in a task the control can
+    /// cancel (``JobControl/run(_:)``): a timeout or a stop cancels it (an I/O handler sees
+    /// cancellation; a pool child is killed), and the first of handler result, timeout and stop
+    /// decides the outcome. Like a task group, it returns only once the handler has returned.
     private func execute(_ job: LeasedJob, handler: JobRegistry.Handler, timeout: Duration, control: JobControl) async -> Outcome {
         let context = JobContext(id: job.id, type: job.type, queue: job.queue, attempt: job.attempt,
                                  maxAttempts: job.maxAttempts, timeout: timeout, logger: logger)
@@ -132,39 +132,46 @@ struct JobRunner: Sendable {
             case nil: return nil
             }
         }
-        guard control.begin() else { return stopped(control.end()) ?? .stopped(.leaseLost) }
-        let result: Outcome?
-        var handedBack = false
-        if inPool, let pool {
-            let poolJob = PoolJob(id: job.id, type: job.type, queue: job.queue, payload: job.payload,
-                                  attempt: job.attempt, maxAttempts: job.maxAttempts, timeoutMs: job.timeoutMs ?? 300_000)
-            switch await pool.execute(poolJob, onStart: { deadline.start() }) {
-            case .succeeded(let r): result = .succeeded(r)
-            case .failed(let t, let m, let retry): result = .failed(type: t, message: m, retryable: retry)
-            case .crashed(let why): result = .failed(type: "crash", message: why, retryable: true)
-            case .killed: result = nil
-            case .dropped:
-                // Never started (a prefetched job at graceful shutdown, or a withdrawn one).
-                result = nil
-                handedBack = true
+        let pool = self.pool
+        let ran = await control.run { () async -> Attempt in
+            if job.kind == .cpu, let pool {
+                let poolJob = PoolJob(id: job.id, type: job.type, queue: job.queue, payload: job.payload,
+                                      attempt: job.attempt, maxAttempts: job.maxAttempts, timeoutMs: job.timeoutMs ?? 300_000)
+                switch await pool.execute(poolJob, onStart: { deadline.start() }) {
+                case .succeeded(let r): return Attempt(result: .succeeded(r))
+                case .failed(let t, let m, let retry): return Attempt(result: .failed(type: t, message: m, retryable: retry))
+                case .crashed(let why): return Attempt(result: .failed(type: "crash", message: why, retryable: true))
+                case .killed: return Attempt(result: nil)
+                case .dropped:
+                    // Never started (a prefetched job at graceful shutdown, or a withdrawn one).
+                    return Attempt(result: nil, handedBack: true)
+                }
             }
-        } else {
             do {
                 switch handler {
-                case .io(let body): result = .succeeded(try await body(job.payload, context))
-                case .cpu(let body): result = .succeeded(try body(job.payload, context))  // only without a pool (never: released above)
+                case .io(let body): return Attempt(result: .succeeded(try await body(job.payload, context)))
+                case .cpu(let body): return Attempt(result: .succeeded(try body(job.payload, context)))  // only without a pool (never: released above)
                 }
             } catch let f as JobFailure {
-                result = .failed(type: f.type, message: f.message, retryable: f.retryable)
+                return Attempt(result: .failed(type: f.type, message: f.message, retryable: f.retryable))
             } catch is CancellationError where Task.isCancelled {
-                result = nil
+                return Attempt(result: nil)
             } catch {
-                result = .failed(type: "error", message: String(describing: error), retryable: true)
+                return Attempt(result: .failed(type: "error", message: String(describing: error), retryable: true))
             }
         }
-        // A stop that came before the handler returned wins, as the first finisher of a race would.
+        // A stop that came before the handler returned wins, as the first finisher of a race
+        // would; a stop before the start means the handler never ran (`ran` is nil).
         if let cause = stopped(control.end()) { return cause }
-        return result ?? (handedBack ? .stopped(.shutdown) : .stopped(.leaseLost))
+        guard let ran else { return .stopped(.leaseLost) }
+        return ran.result ?? (ran.handedBack ? .stopped(.shutdown) : .stopped(.leaseLost))
+    }
+
+    /// What the handler's task returns: its outcome (nil if it was stopped) and whether the pool
+    /// handed the job back unstarted.
+    private struct Attempt: Sendable {
+        var result: Outcome?
+        var handedBack = false
     }
 
     /// Writes the outcome with the fenced finish script, retrying while Redis is unreachable.

@@ -192,19 +192,26 @@ extension HostileInputTests {
         _ = try await store.reap(queue: q, now: nowMs(), limit: 100, reclaim: true, deadMax: 1, deadMaxAge: .seconds(604_800))
     }
 
-    /// A payload that is not UTF-8 is not JSON text, so the job should end `malformed_envelope`.
-    /// Known issue: neither the fetch script (Lua 5.1 has no UTF-8 check) nor the worker sees it,
-    /// because Kiln's Redis layer decodes every reply as UTF-8 with replacement characters: the
-    /// job runs with U+FFFD in place of the bytes (an echo job succeeds with `"\u{FFFD}\u{FFFD}"`).
+    /// A payload that is not UTF-8 is not JSON text, so the job must end `malformed_envelope`.
+    /// The fetch script cannot see it (Lua 5.1 has no UTF-8 check); the Redis layer keeps a bulk
+    /// reply that is not UTF-8 as bytes (`RedisValue.bytes`), so `fetch` names the field and
+    /// leaves the payload empty, never U+FFFD in place of the bytes (an echo job would succeed with
+    /// `"\u{FFFD}\u{FFFD}"`). The worker's side is in `hostileRecordsEndMalformedEnvelopeAndWakeWaiters`.
     @Test func aPayloadThatIsNotUTF8IsNotRunAsSomethingElse() async throws {
         let client = try redis.client(prefix: TestRedis.uniquePrefix())
         defer { client.close() }
         let store = client.store
         try await RawRecord.putPacked(store, queue: q, id: "u1", lua: #"cmsgpack.pack({3, 1, 'echo', 'io', '"\255\254"', 0, 1, 0, 1000, 60000, 0, 0, 0, 0, '', '', '', '', 0, 0})"#,
                                       ready: .io)
+        // A payload with a real U+FFFD (valid UTF-8) passes through as it is.
+        try await RawRecord.putPacked(store, queue: q, id: "u2", lua: #"cmsgpack.pack({3, 1, 'echo', 'io', '"\239\191\189"', 0, 1, 0, 1000, 60000, 0, 0, 0, 0, '', '', '', '', 0, 0})"#,
+                                      ready: .io)
         let jobs = try await store.fetch(queue: q, kind: .io, max: 10, worker: "w", lease: .seconds(30), now: nowMs())
-        withKnownIssue("a non-UTF-8 payload reaches the handler with replacement characters") {
-            #expect(jobs.isEmpty || !jobs[0].payload.contains("\u{FFFD}"), "the payload came back as \(jobs.map(\.payload))")
-        }
+        try #require(jobs.count == 2, "\(jobs)")
+        #expect(jobs[0].id == "u1" && jobs[0].invalidUTF8Field == "payload" && jobs[0].payload.isEmpty, "\(jobs[0])")
+        #expect(jobs[1].id == "u2" && jobs[1].invalidUTF8Field == nil && jobs[1].payload == "\"\u{FFFD}\"", "\(jobs[1])")
+        // Readers for display show the bytes as U+FFFD, and the record stays one line of JSON.
+        let r = try #require(try await store.record(queue: q, id: "u1"))
+        #expect(r.payload == "\"\u{FFFD}\u{FFFD}\"" && JSONText.isValid(r.json), "\(r.json)")
     }
 }

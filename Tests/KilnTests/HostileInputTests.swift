@@ -54,6 +54,9 @@ import Glibc
         ("kind-hole", .fields { $0.kind = .nilValue }),
         ("payload-number", .fields { $0.payload = .int(1) }),
         ("payload-not-json", .fields { $0.payload = .str("{oops") }),  // the worker's check, not the script's
+        // Bytes that are not UTF-8 (the worker's check): never run with U+FFFD in their place.
+        ("payload-not-utf8", .lua(#"cmsgpack.pack({3, 1, 'echo', 'io', '"\255\254"', 0, 1, 0, 1000, 60000, 0, 0, 0, 0, '', '', '', '', 0, 0})"#)),
+        ("type-not-utf8", .lua(#"cmsgpack.pack({3, 1, 'echo\255', 'io', '1', 0, 1, 0, 1000, 60000, 0, 0, 0, 0, '', '', '', '', 0, 0})"#)),
         ("format-4", .fields { $0.format = .int(4) }),
         ("format-text", .fields { $0.format = .str("3") }),
         ("status-text", .fields { $0.status = .str("queued") }),
@@ -98,6 +101,9 @@ import Glibc
             let r = try #require(try await client.store.record(queue: HostileRecords.queue, id: job.id))
             #expect(r.statusText == "failed" && r.error?.type == "malformed_envelope", "\(job.id): \(r.json)")
             #expect(JSONText.isValid(r.json) && !r.json.contains("\n"), "\(job.id): \(r.json)")
+            if job.id.hasSuffix("not-utf8") {
+                #expect(r.error?.message.contains("is not valid UTF-8") == true && r.result == nil, "\(job.id): \(r.json)")
+            }
             try await HostileRecords.expectFinalAndExpiring(client, id: job.id, status: "failed")
         }
         let edge = try await client.wait("ttl-10-years", queue: HostileRecords.queue, timeout: .seconds(20))

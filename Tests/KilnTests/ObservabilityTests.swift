@@ -222,7 +222,7 @@ struct InProcessWorker {
         let keys = store.keys
         func enqueue(_ id: String, _ traceparent: String) async throws -> RedisValue {
             try await store.connection.send(["EVAL", KilnScripts.enqueue.source, "3", keys.jobs("q"), keys.ready("q", .io), keys.ready("q", .cpu),
-                                             keys.queuePrefix("q"), String(JobRunner.nowMs()), KilnScripts.traceparentMarker,
+                                             keys.queuePrefix("q"), String(KilnClock.nowMs()), KilnScripts.traceparentMarker,
                                              id, "echo", "io", "{}", "1", "10000", "86400000", traceparent])
         }
         #expect(try await enqueue("foreign", tp).array.compactMap(\.int) == [0, 0, 0])

@@ -63,7 +63,7 @@ extension KilnStore {
                                  onCancel: @escaping @Sendable (_ queue: String, _ id: String) -> Void) async throws {
         try await connection.subscribe([channel], onReconnect: onReconnect) { message in
             // The message is "prefix:{queue}: id" (see the cancel script).
-            guard let text = message.array.last?.string,
+            guard let text = message.array.last?.lossyString,
                   let open = text.firstIndex(of: "{"), let close = text.lastIndex(of: "}"), open < close,
                   let id = text.split(separator: " ").last
             else { return }

@@ -21,6 +21,10 @@ public struct FetchedJob: Sendable, Equatable {
     public var waitMs: Int64? = nil
     /// The W3C `traceparent` its producer stored (record position 21), unchecked; nil if none.
     public var traceparent: String? = nil
+    /// The first field of the reply (named as in the record) whose bytes are not valid UTF-8, if
+    /// any: such a job must not run (a worker fails it `malformed_envelope`). `payload` is then
+    /// empty, never text with replacement characters; other such fields hold that lossy text.
+    public var invalidUTF8Field: String? = nil
 }
 
 
@@ -56,13 +60,23 @@ extension KilnStore {
     /// max_attempts, timeout_ms, wait_ms, traceparent) into jobs of `queue`; with `fieldsPerJob`
     /// 8, the envelope alone (what the fuzz target feeds). `package` for the fuzz target.
     package static func fetchedJobs(_ reply: RedisValue, queue: String, fieldsPerJob: Int = 8) -> [FetchedJob] {
-        let f = reply.array.map { $0.string ?? "" }
+        let values = reply.array
+        var f = values.map { $0.string ?? "" }
         var out: [FetchedJob] = []
         out.reserveCapacity(f.count / fieldsPerJob)
         var i = 0
         while i + fieldsPerJob <= f.count {
+            // A field another producer wrote as bytes that are not UTF-8 (the Redis layer keeps
+            // them as bytes): named, and the payload left empty so it cannot run altered.
+            var invalid: String?
+            for k in 0..<fieldsPerJob {
+                guard case .bytes = values[i + k] else { continue }
+                invalid = invalid ?? (k < fetchFieldNames.count ? fetchFieldNames[k] : "field \(k + 1)")
+                f[i + k] = k == 4 ? "" : (values[i + k].lossyString ?? "")
+            }
             var job = FetchedJob(id: f[i], token: f[i + 1], attempt: Int(f[i + 2]) ?? 1, type: f[i + 3], payload: f[i + 4],
                                  kindText: f[i + 5], maxAttempts: Int(f[i + 6]) ?? 1, timeoutMs: Int64(f[i + 7]), queue: queue)
+            job.invalidUTF8Field = invalid
             if fieldsPerJob >= 10 {
                 if let wait = Int64(f[i + 8]), wait >= 0 { job.waitMs = wait }
                 if !f[i + 9].isEmpty { job.traceparent = f[i + 9] }
@@ -72,6 +86,9 @@ extension KilnStore {
         }
         return out
     }
+
+    /// The fields of a job in `fetch`'s reply, in order, named as in the record.
+    private static let fetchFieldNames = ["id", "token", "attempts", "type", "payload", "kind", "max_attempts", "timeout_ms", "wait_ms", "traceparent"]
 
     /// Blocks until `list` is not empty or `seconds` pass, leaving it unchanged (`BLMOVE` onto itself).
     static func waitForWork(list key: String, on connection: RedisBlockingConnection, seconds: Int) async throws {

@@ -40,7 +40,7 @@ extension KilnStore {
                 throw KilnError(.protocolViolation, "unexpected SCAN reply from Redis at \(address)")
             }
             cursor = next
-            for k in reply[1].array { if let name = k.string { names.insert(name) } }
+            for k in reply[1].array { if let name = k.lossyString { names.insert(name) } }
         } while cursor != "0"
         return names
     }

@@ -24,12 +24,12 @@ extension KilnStore {
         let mine = String(Self.protocolVersion)
         let r = try await connection.pipeline([["GET", keys.version], ["EXISTS", keys.queues]])
             .checked(command: "GET/EXISTS", address: address)
-        var found = r[0].string
+        var found = r[0].lossyString  // bytes that are not UTF-8 are another marker too
         if found == nil, r[1].int == 1 { found = "2" }
         if found == nil, mark {
             let set = try await connection.pipeline([["SET", keys.version, mine, "NX"], ["GET", keys.version]])
                 .checked(command: "SET/GET \(keys.version)", address: address)
-            found = set[1].string
+            found = set[1].lossyString
         }
         if let found, found != mine {
             if let v = Int(found), v >= 1, v < Self.protocolVersion, found.utf8.count <= 20 {
