@@ -3,8 +3,8 @@ import Foundation
 /// Reads batch files: one JSON object per line, `{"type", "payload"?, "queue"?, "timeout"?,
 /// "retries"?, "result_ttl"?, "kind"?, "id"?}`; `timeout`/`result_ttl` are duration strings or
 /// seconds. Every line is checked; errors name the line.
-public enum BatchReader {
-    public static func read(_ source: String, defaults: JobOptions, limit: Int) throws -> [EnqueueRequest] {
+package enum BatchReader {
+    package static func read(_ source: String, defaults: JobOptions, limit: Int) throws -> [EnqueueRequest] {
         let data: Data
         if source == "-" {
             data = FileHandle.standardInput.readDataToEndOfFile()
@@ -33,7 +33,7 @@ public enum BatchReader {
         return out
     }
 
-    public static func parse(_ text: String, defaults: JobOptions, limit: Int) throws -> EnqueueRequest {
+    package static func parse(_ text: String, defaults: JobOptions, limit: Int) throws -> EnqueueRequest {
         if text.utf8.count > limit + 64 * 1024 {
             throw KilnError(.tooLarge, "line is \(text.utf8.count) bytes, over the payload limit of \(limit) bytes")
         }
@@ -87,7 +87,7 @@ public enum BatchReader {
     }
 
     /// A timeout field: a duration string ("30s") or a number of seconds.
-    public static func duration(_ v: JSONValue, _ name: String) throws -> Duration {
+    package static func duration(_ v: JSONValue, _ name: String) throws -> Duration {
         switch v {
         case .string(let s):
             do { return try KilnDuration.parse(s) } catch let e as KilnError { throw KilnError(e.code, "'\(name)': \(e.message)") }

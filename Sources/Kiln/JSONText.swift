@@ -2,14 +2,14 @@ import Foundation
 
 /// Small helpers for JSON kept as text: payloads and results travel through Kiln as the exact
 /// JSON their producer wrote, never decoded and re-encoded on the way.
-public enum JSONText {
+package enum JSONText {
     /// Whether `text` is one valid JSON value (objects, arrays and bare scalars allowed).
-    public static func isValid(_ text: String) -> Bool {
+    package static func isValid(_ text: String) -> Bool {
         (try? validate(text)) != nil
     }
 
     /// Throws `KilnError(.invalidInput)` with the parser's reason if `text` is not one JSON value.
-    public static func validate(_ text: String, what: String = "payload") throws {
+    package static func validate(_ text: String, what: String = "payload") throws {
         // The scan decides by RFC 8259's grammar, numbers as text (so 1e400 is valid JSON here,
         // which Foundation's parser refuses); documents nested deeper than it reads, and every
         // error message, go to Foundation.
@@ -69,7 +69,7 @@ public enum JSONText {
     }
 
     /// A JSON string literal for `s`.
-    public static func quote(_ s: String) -> String {
+    package static func quote(_ s: String) -> String {
         var out = "\""
         out.reserveCapacity(s.utf8.count + 2)
         for u in s.unicodeScalars {
@@ -87,14 +87,14 @@ public enum JSONText {
     }
 
     /// Encodes a value to JSON text (fragments allowed, keys sorted for stable output).
-    public static func encode<T: Encodable>(_ value: T) throws -> String {
+    package static func encode<T: Encodable>(_ value: T) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
     /// Decodes JSON text.
-    public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
+    package static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
         try JSONDecoder().decode(T.self, from: Data(text.utf8))
     }
 }

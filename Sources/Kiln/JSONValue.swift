@@ -7,6 +7,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
     case array([JSONValue])
     case object([String: JSONValue])
 
+    /// Decodes any JSON value. Numbers become `Double`, so a result read this way may lose digits a `Double` cannot hold; `JobRecord.result` keeps the exact text.
     public init(from decoder: Decoder) throws {
         // Containers first: every failed attempt costs time proportional to the nesting depth, so
         // trying three scalar types at every level made deeply nested input cubic (a 500-deep
@@ -20,6 +21,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
         else { self = .string(try c.decode(String.self)) }
     }
 
+    /// Encodes the value as JSON.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.singleValueContainer()
         switch self {
@@ -32,6 +34,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
         }
     }
 
+    /// The member `key` of an object; nil for a missing member or a value that is not an object.
     public subscript(key: String) -> JSONValue? {
         if case .object(let o) = self { return o[key] }
         return nil

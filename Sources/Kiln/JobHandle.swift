@@ -1,11 +1,15 @@
 /// A future for one job's result. Get one from `KilnClient.enqueue`, or make one from an id.
 public struct JobHandle<Result: Decodable & Sendable>: Sendable {
+    /// The job's id.
     public let id: String
+    /// The job's queue.
     public let queue: String
+    /// The client the handle reads and waits through (the handle keeps it open).
     public let client: KilnClient
     /// Made by `enqueue`: the job exists, so waiting needs no read before the first wait.
     let fresh: Bool
 
+    /// A handle for a job enqueued earlier (by this process, another one, or the CLI).
     public init(id: String, queue: String, client: KilnClient) {
         self.init(id: id, queue: queue, client: client, fresh: false)
     }

@@ -4,12 +4,12 @@ import Synchronization
 /// Job ids: 26-character ULIDs (48-bit millisecond time + 80 random bits, Crockford base32).
 /// They sort by creation time, and are unique across machines without coordination. Within one
 /// process ids made in the same millisecond are strictly increasing.
-public enum JobID {
+package enum JobID {
     private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
     private static let state = Mutex<(ms: UInt64, hi: UInt16, lo: UInt64)>((0, 0, 0))
 
     /// A new id.
-    public static func make(now: Date = Date()) -> String {
+    package static func make(now: Date = Date()) -> String {
         let ms = UInt64(max(0, now.timeIntervalSince1970 * 1000))
         let (t, hi, lo): (UInt64, UInt16, UInt64) = state.withLock { s in
             if ms <= s.ms {
@@ -44,7 +44,7 @@ public enum JobID {
 
     /// Whether `text` can be a job id (1–128 characters without spaces, braces or colons), so that
     /// user-chosen ids cannot escape their key.
-    public static func isValid(_ text: String) -> Bool {
+    package static func isValid(_ text: String) -> Bool {
         !text.isEmpty && text.utf8.count <= 128
             && text.unicodeScalars.allSatisfy { $0.value > 32 && $0.value < 127 && !"{}:*?[]\\".unicodeScalars.contains($0) }
     }

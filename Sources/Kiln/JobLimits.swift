@@ -1,10 +1,10 @@
 /// The ranges Kiln accepts for a job's numbers, on enqueue (client and scripts) and when a worker
 /// reads a record someone else wrote (`docs/protocol.md`, "Validated ranges").
-public enum JobLimits {
+package enum JobLimits {
     /// Longest `timeout_ms` and `result_ttl_ms`: 10 years, also the longest duration flag.
-    public static let maxDurationMs: Int64 = 315_360_000_000
+    package static let maxDurationMs: Int64 = 315_360_000_000
     /// Most retries (`max_attempts` = retries + 1).
-    public static let maxRetries = 1000
+    package static let maxRetries = 1000
     /// Longest job type, in bytes.
-    public static let maxTypeBytes = 200
+    package static let maxTypeBytes = 200
 }

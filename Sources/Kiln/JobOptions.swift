@@ -5,6 +5,7 @@ import Tracing
 /// Per-job settings for `KilnClient.enqueue`. Defaults: queue `default`, timeout 5 minutes,
 /// 3 retries (4 attempts), results kept 24 hours, kind from the producer's registry (else `io`).
 public struct JobOptions: Sendable {
+    /// The queue the job goes to. Default `default`.
     public var queue: String
     /// How long one attempt may run before the worker stops it (`timed_out`).
     public var timeout: Duration
@@ -17,6 +18,7 @@ public struct JobOptions: Sendable {
     /// A caller-chosen id (for idempotent enqueue); `nil` = a new ULID.
     public var id: String?
 
+    /// Options; every default is the one documented on its property.
     public init(
         queue: String = "default", timeout: Duration = .seconds(300), retries: Int = 3,
         resultTTL: Duration = .seconds(86_400), kind: JobKind? = nil, id: String? = nil
@@ -38,6 +40,7 @@ public struct RetryPolicy: Sendable, Equatable {
     /// Wait before the second try; doubles after each further failure.
     public var backoff: Duration
 
+    /// A policy; `attempts` below 1 counts as 1.
     public init(attempts: Int = 3, backoff: Duration = .milliseconds(100)) {
         self.attempts = max(1, attempts)
         self.backoff = backoff
@@ -50,9 +53,13 @@ public struct RetryPolicy: Sendable, Equatable {
 /// Settings of a `KilnClient`. Defaults: Redis at `redis://127.0.0.1:6379`, key prefix `kiln`,
 /// payloads up to 1 MiB, 3 tries on network errors.
 public struct KilnClientOptions: Sendable {
+    /// Where Redis is. Default `redis://127.0.0.1:6379`.
     public var redis: RedisConfiguration
+    /// The key prefix every key starts with (workers must use the same one). Default `kiln`.
     public var prefix: String
+    /// The largest payload accepted, in bytes; larger ones fail with `.tooLarge` before anything is written. Default 1 MiB.
     public var maxPayloadBytes: Int
+    /// How operations are retried on network errors. Default 3 tries.
     public var retry: RetryPolicy
     /// Kinds of job types this producer knows (from its registry or the built-ins); used when a
     /// job gives no kind of its own.
@@ -65,6 +72,7 @@ public struct KilnClientOptions: Sendable {
     /// no-op tracer nothing extra is written.
     public var tracer: (any Tracer)? = nil
 
+    /// Options; every default is the one documented on its property.
     public init(
         redis: RedisConfiguration = RedisConfiguration(), prefix: String = "kiln",
         maxPayloadBytes: Int = 1 << 20, knownKinds: [String: JobKind] = [:], retry: RetryPolicy = RetryPolicy()
@@ -79,11 +87,14 @@ public struct KilnClientOptions: Sendable {
 
 /// One job of a bulk enqueue.
 public struct EnqueueRequest: Sendable {
+    /// The job type a worker's registry binds (1-200 characters, no spaces).
     public var type: String
     /// The payload as JSON text.
     public var payload: String
+    /// Queue, timeout, retries, result TTL, kind and id.
     public var options: JobOptions
 
+    /// A request; `payload` is JSON text and is stored exactly as given.
     public init(type: String, payload: String = "null", options: JobOptions = JobOptions()) {
         self.type = type
         self.payload = payload
@@ -95,7 +106,7 @@ extension EnqueueRequest {
     /// Checks the request against Kiln's limits (`JobLimits`), before anything is written.
     /// Throws `KilnError(.invalidInput)` or `.tooLarge` with one sentence naming the problem;
     /// text from the request is echoed with control characters escaped.
-    public func check(maxPayloadBytes: Int) throws {
+    package func check(maxPayloadBytes: Int) throws {
         if type.isEmpty || type.utf8.count > JobLimits.maxTypeBytes || type.contains(where: { $0.isWhitespace }) {
             throw KilnError(.invalidInput, "invalid job type '\(SafeText.escaped(String(type.prefix(40))))': use 1-200 characters without spaces")
         }

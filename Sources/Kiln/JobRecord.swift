@@ -3,34 +3,52 @@ import KilnRedis
 /// A job's record, read from its hash (`docs/protocol.md`). This is the "future": callers read
 /// or wait on it. Field names match `docs/protocol.md` and the CLI's `--json` output.
 public struct JobRecord: Sendable, Equatable {
+    /// Why the last attempt did not succeed.
     public struct ErrorInfo: Sendable, Equatable, Codable {
         /// A stable code: `error` (the handler threw), `timeout`, `cancelled`, `crash`,
         /// `worker_lost`, `unknown_type`, `bad_payload`, `malformed_envelope`, `result_too_large`.
         public var type: String
+        /// A sentence for people; from the handler's error or from the worker.
         public var message: String
     }
 
+    /// The job's id.
     public var id: String
+    /// The job's type.
     public var type: String
+    /// The job's queue.
     public var queue: String
+    /// Where the job runs: `io` or `cpu`.
     public var kind: JobKind
     /// The status as stored; `nil` if the stored word is not one Kiln knows (hand-edited record).
     public var status: JobStatus?
+    /// The status word as stored, even one Kiln does not know.
     public var statusText: String
     /// The payload as JSON text.
     public var payload: String
     /// The result as JSON text, once succeeded.
     public var result: String?
+    /// The last attempt's error, if it did not succeed.
     public var error: ErrorInfo?
+    /// Attempts started so far.
     public var attempts: Int
+    /// Attempts allowed in all (retries + 1).
     public var maxAttempts: Int
+    /// One attempt's timeout, ms.
     public var timeoutMs: Int64
+    /// How long the record is kept once final, ms.
     public var resultTTLms: Int64
+    /// When it was enqueued, ms since the Unix epoch.
     public var enqueuedAt: Int64?
+    /// When its latest attempt started, ms since the Unix epoch.
     public var startedAt: Int64?
+    /// When it reached a final status, ms since the Unix epoch.
     public var finishedAt: Int64?
+    /// When a job waiting to retry becomes due, ms since the Unix epoch.
     public var retryAt: Int64?
+    /// The worker that ran (or runs) its latest attempt.
     public var worker: String?
+    /// True once a cancel was asked for while it ran.
     public var cancelRequested: Bool
     /// The W3C `traceparent` stored by the producer's enqueue span (record position 21), if any.
     /// Not part of the CLI's `--json` output.
@@ -39,7 +57,7 @@ public struct JobRecord: Sendable, Equatable {
     /// Builds a record from the field/value pairs the protocol v3 `get` script returns for one id
     /// (`docs/protocol.md`, "The record": all text, `status` as its name, absent values `0` or
     /// empty); `nil` if there are none (no such job). The v3 record holds neither id nor queue.
-    public init?(fields: RedisValue, id: String, queue: String) {
+    package init?(fields: RedisValue, id: String, queue: String) {
         guard let f = Self.pairs(fields) else { return nil }
         func text(_ k: String) -> String? { f[k].flatMap { $0.isEmpty ? nil : $0 } }
         func time(_ k: String) -> Int64? { f[k].flatMap { Int64($0) }.flatMap { $0 > 0 ? $0 : nil } }

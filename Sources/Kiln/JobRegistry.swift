@@ -12,11 +12,11 @@ import Foundation
 /// that does not decode fails the job (`bad_payload`) without retries.
 public struct JobRegistry: Sendable {
     /// A handler working on JSON text: payload in, result out.
-    public enum Handler: Sendable {
+    package enum Handler: Sendable {
         case io(@Sendable (String, JobContext) async throws -> String)
         case cpu(@Sendable (String, JobContext) throws -> String)
 
-        public var kind: JobKind {
+        package var kind: JobKind {
             switch self {
             case .io: return .io
             case .cpu: return .cpu
@@ -24,12 +24,13 @@ public struct JobRegistry: Sendable {
         }
     }
 
-    public internal(set) var handlers: [String: Handler] = [:]
+    package var handlers: [String: Handler] = [:]
 
+    /// An empty registry.
     public init() {}
 
     /// The handler for a job type.
-    public func handler(for type: String) -> Handler? { handlers[type] }
+    package func handler(for type: String) -> Handler? { handlers[type] }
 
     /// The kind a job type runs as, if registered.
     public func kind(of type: String) -> JobKind? { handlers[type]?.kind }
@@ -67,7 +68,7 @@ public struct JobRegistry: Sendable {
     }
 
     /// Decodes a payload, turning decoding errors into a non-retryable `bad_payload` failure.
-    public static func decodePayload<P: Decodable>(_: P.Type, _ text: String, type: String) throws -> P {
+    package static func decodePayload<P: Decodable>(_: P.Type, _ text: String, type: String) throws -> P {
         do {
             return try JSONText.decode(P.self, from: text)
         } catch let e as DecodingError {

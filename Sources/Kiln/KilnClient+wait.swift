@@ -53,7 +53,7 @@ extension KilnClient {
     }
 
     /// How many jobs this client's waits are waiting for right now.
-    public var waitingJobs: Int { results.waitingKeys }
+    package var waitingJobs: Int { results.waitingKeys }
 
     static func describe(_ error: Error) -> String {
         (KilnError.wrap(error) as? KilnError)?.message ?? "\(error)"

@@ -4,9 +4,12 @@ import KilnRedis
 extension KilnClient {
     /// One job to wait for: its id and, if known, its queue (else every queue is searched).
     public struct WaitTarget: Sendable, Hashable {
+        /// The job's id.
         public var id: String
+        /// The job's queue; nil = search every queue.
         public var queue: String?
 
+        /// A target; give the queue when you know it (it saves a lookup).
         public init(id: String, queue: String? = nil) {
             self.id = id
             self.queue = queue

@@ -16,10 +16,11 @@ import Logging
 /// dropping the last reference to the client (handles keep it alive) does the same in `deinit`,
 /// so a client cannot leak a thread. Waits in flight when it closes throw `CancellationError`.
 public final class KilnClient: Sendable {
+    /// The options the client was made with.
     public let options: KilnClientOptions
     /// Everything this client says to Redis goes through its store.
-    public let store: KilnStore
-    public var connection: RedisConnection { store.connection }
+    package let store: KilnStore
+    package var connection: RedisConnection { store.connection }
     /// Every wait of this client (`wait`, `JobHandle.value`, `waitAll`): one subscriber
     /// connection however many jobs are waited for.
     let results: ResultWaiters<WaitKey, JobRecord>
@@ -27,6 +28,7 @@ public final class KilnClient: Sendable {
     /// Enqueue metrics and spans (`KilnClient+observability.swift`).
     let observability: ClientObservability
 
+    /// A client. Connects lazily: the first command opens the connection, so this only fails on an invalid prefix.
     public init(options: KilnClientOptions = KilnClientOptions(), logger: Logger = Logger(label: "kiln.client")) throws {
         guard KeySchema.isValidPrefix(options.prefix) else {
             throw KilnError(.invalidInput, "invalid key prefix '\(SafeText.escaped(String(options.prefix.prefix(70))))': use 1-64 printable characters without braces or a trailing colon")
@@ -156,7 +158,7 @@ public final class KilnClient: Sendable {
     }
 
     /// Checks one request against the limits; throws `KilnError(.invalidInput/.tooLarge)`.
-    public func validate(_ r: EnqueueRequest) throws {
+    package func validate(_ r: EnqueueRequest) throws {
         try r.check(maxPayloadBytes: options.maxPayloadBytes)
     }
 
@@ -174,7 +176,7 @@ public final class KilnClient: Sendable {
 
     /// The queue a job lives in: `queue` if given, else found by looking in every known queue.
     /// Throws `KilnError(.noSuchJob)`.
-    public func locate(_ id: String, queue: String? = nil) async throws -> (queue: String, record: JobRecord) {
+    package func locate(_ id: String, queue: String? = nil) async throws -> (queue: String, record: JobRecord) {
         try await locate(id, queue: queue, until: nil)
     }
 

@@ -2,9 +2,9 @@ import Foundation
 
 /// Parses and prints the durations Kiln's flags and options take: `250ms`, `30s`, `5m`, `1h`,
 /// or plain seconds (`1.5`).
-public enum KilnDuration {
+package enum KilnDuration {
     /// Parses a duration; throws `KilnError(.invalidInput)` naming the bad text.
-    public static func parse(_ text: String) throws -> Duration {
+    package static func parse(_ text: String) throws -> Duration {
         let t = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
         var number = Substring(t)
@@ -31,12 +31,12 @@ public enum KilnDuration {
     }
 
     /// Milliseconds in a duration, rounded down.
-    public static func milliseconds(_ d: Duration) -> Int64 {
+    package static func milliseconds(_ d: Duration) -> Int64 {
         d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 
     /// A short human form that `parse` reads back: `250ms`, `30s`, `5m`, `1h`, `1500ms`.
-    public static func format(_ d: Duration) -> String {
+    package static func format(_ d: Duration) -> String {
         let ms = milliseconds(d)
         if ms % 3_600_000 == 0 && ms > 0 { return "\(ms / 3_600_000)h" }
         if ms % 60_000 == 0 && ms > 0 { return "\(ms / 60_000)m" }

@@ -41,6 +41,7 @@ public protocol KilnJob: Codable, Sendable {
 }
 
 extension KilnJob {
+    /// `JobOptions()`: queue `default`, timeout 5 minutes, 3 retries, results kept 24 hours.
     public static var defaultOptions: JobOptions { JobOptions() }
 }
 
@@ -53,6 +54,7 @@ public protocol IOJob: KilnJob {
 }
 
 extension IOJob {
+    /// I/O jobs run on the worker's async loop.
     public static var kind: JobKind { .io }
 }
 
@@ -66,10 +68,12 @@ public protocol CPUJob: KilnJob {
 }
 
 extension CPUJob {
+    /// CPU jobs run in the worker's process pool.
     public static var kind: JobKind { .cpu }
 }
 
 /// The output of a job that returns nothing of interest; stored as `{}`.
 public struct NoOutput: Codable, Sendable, Equatable {
+    /// The empty output.
     public init() {}
 }

@@ -14,19 +14,19 @@ import Synchronization
 /// The subscription and the reads serve every waiter at once and outlive any one of them, so
 /// they run in a task of their own (the "pump"), started by the first waiter and ended after
 /// `idleTimeout` without waiters, or by `close()`.
-public final class ResultWaiters<Key: Hashable & Sendable, Record: Sendable>: Sendable {
+package final class ResultWaiters<Key: Hashable & Sendable, Record: Sendable>: Sendable {
     /// Where records and notifications come from.
-    public struct Source: Sendable {
+    package struct Source: Sendable {
         /// The channel that announces `key`'s record becoming final.
-        public var channel: @Sendable (Key) -> String
+        package var channel: @Sendable (Key) -> String
         /// The keys a message on `channel` names.
-        public var keys: @Sendable (_ channel: String, _ message: String) -> [Key]
+        package var keys: @Sendable (_ channel: String, _ message: String) -> [Key]
         /// Reads records; `nil` where there is none. Called with at most `readBatch` keys.
-        public var read: @Sendable ([Key]) async throws -> [Record?]
+        package var read: @Sendable ([Key]) async throws -> [Record?]
         /// Whether a record is final (the wait for it is over).
-        public var isFinal: @Sendable (Record) -> Bool
+        package var isFinal: @Sendable (Record) -> Bool
 
-        public init(channel: @escaping @Sendable (Key) -> String,
+        package init(channel: @escaping @Sendable (Key) -> String,
                     keys: @escaping @Sendable (String, String) -> [Key],
                     read: @escaping @Sendable ([Key]) async throws -> [Record?],
                     isFinal: @escaping @Sendable (Record) -> Bool) {
@@ -39,11 +39,11 @@ public final class ResultWaiters<Key: Hashable & Sendable, Record: Sendable>: Se
 
     /// What one wait saw: the final record of each key that ended, the last record read of the
     /// others, and the keys that have no record at all.
-    public struct Outcome: Sendable {
-        public var records: [Key: Record] = [:]
-        public var missing: Set<Key> = []
+    package struct Outcome: Sendable {
+        package var records: [Key: Record] = [:]
+        package var missing: Set<Key> = []
         /// Keys neither final nor missing when the wait ended (the deadline passed).
-        public var pending: Set<Key> = []
+        package var pending: Set<Key> = []
     }
 
     let configuration: RedisConfiguration
@@ -52,7 +52,7 @@ public final class ResultWaiters<Key: Hashable & Sendable, Record: Sendable>: Se
     let idleTimeout: Duration
     let state = Mutex(WaitersState<Key, Record>())
 
-    public init(configuration: RedisConfiguration, source: Source, readBatch: Int = 500, idleTimeout: Duration = .seconds(10)) {
+    package init(configuration: RedisConfiguration, source: Source, readBatch: Int = 500, idleTimeout: Duration = .seconds(10)) {
         self.configuration = configuration
         self.source = source
         self.readBatch = max(1, readBatch)
@@ -64,7 +64,7 @@ public final class ResultWaiters<Key: Hashable & Sendable, Record: Sendable>: Se
     /// Waits until every key's record is final or missing, or `deadline` passes. Throws only
     /// `CancellationError` (when the calling task is cancelled); Redis trouble is retried until
     /// the deadline, and then the outcome lists the keys still pending.
-    public func wait(for keys: [Key], until deadline: ContinuousClock.Instant) async throws -> Outcome {
+    package func wait(for keys: [Key], until deadline: ContinuousClock.Instant) async throws -> Outcome {
         if keys.isEmpty { return Outcome() }
         let token = state.withLock { s -> Int in
             s.nextToken += 1
@@ -89,7 +89,7 @@ public final class ResultWaiters<Key: Hashable & Sendable, Record: Sendable>: Se
     }
 
     /// Ends every wait (each throws `CancellationError`) and stops the subscription.
-    public func close() {
+    package func close() {
         let (ended, pump, conn) = state.withLock { s -> ([CheckedContinuation<Outcome, Error>], Task<Void, Never>?, RedisBlockingConnection?) in
             s.closed = true
             let ended = s.waiters.values.compactMap(\.continuation)
@@ -107,11 +107,11 @@ public final class ResultWaiters<Key: Hashable & Sendable, Record: Sendable>: Se
     }
 
     /// How many keys are being waited for (for tests and metrics).
-    public var waitingKeys: Int { state.withLock { $0.byKey.count } }
+    package var waitingKeys: Int { state.withLock { $0.byKey.count } }
 
     /// Since when, and why, the subscription or the reads have been failing; `nil` while they
     /// work. A wait that ends at its deadline uses it to tell "not finished" from "could not see".
-    public var trouble: (since: ContinuousClock.Instant, error: Error)? { state.withLock { $0.trouble } }
+    package var trouble: (since: ContinuousClock.Instant, error: Error)? { state.withLock { $0.trouble } }
 }
 
 /// The shared state of `ResultWaiters`, under its mutex.

@@ -3,20 +3,20 @@ import Foundation
 /// Text from outside (flags, files, records written by other producers) on its way to a terminal
 /// or a log: control characters are escaped so they can neither inject terminal sequences (ESC)
 /// nor split one line into several; bytes that are not UTF-8 are refused, never replaced.
-public enum SafeText {
+package enum SafeText {
     /// Whether `u` is a control character (C0, DEL or C1: Unicode category Cc).
-    public static func isControl(_ u: Unicode.Scalar) -> Bool {
+    package static func isControl(_ u: Unicode.Scalar) -> Bool {
         u.value < 0x20 || (u.value >= 0x7F && u.value < 0xA0)
     }
 
     /// The first control character in `s`, if any.
-    public static func firstControl(in s: String) -> Unicode.Scalar? {
+    package static func firstControl(in s: String) -> Unicode.Scalar? {
         s.unicodeScalars.first(where: isControl)
     }
 
     /// `s` with every control character, and the bidirectional overrides and line separators
     /// that can reorder or split what a terminal shows, written as `\u{1B}`.
-    public static func escaped(_ s: String) -> String {
+    package static func escaped(_ s: String) -> String {
         guard s.unicodeScalars.contains(where: needsEscape) else { return s }
         var out = ""
         out.reserveCapacity(s.utf8.count + 8)
@@ -33,7 +33,7 @@ public enum SafeText {
 
     /// Decodes bytes that must be UTF-8; throws `KilnError(.invalidInput)` naming `what` and the
     /// offset of the first bad byte instead of replacing it with U+FFFD.
-    public static func utf8(_ bytes: some Collection<UInt8>, what: String) throws -> String {
+    package static func utf8(_ bytes: some Collection<UInt8>, what: String) throws -> String {
         if let s = String(validating: bytes, as: UTF8.self) { return s }
         // Find the first bad byte for the message.
         let array = Array(bytes)
@@ -51,7 +51,7 @@ public enum SafeText {
     }
 
     /// `s` without a leading byte order mark (U+FEFF), which some editors put at the start of files.
-    public static func droppingBOM(_ s: String) -> String {
+    package static func droppingBOM(_ s: String) -> String {
         s.unicodeScalars.first == "\u{FEFF}" ? String(s.unicodeScalars.dropFirst()) : s
     }
 }

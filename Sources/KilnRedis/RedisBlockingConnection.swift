@@ -10,8 +10,8 @@ import Glibc
 /// on a self-pipe. Cancelling the calling task writes to the pipe: the thread drops the
 /// connection (the server then forgets the blocked client) and the call throws
 /// `CancellationError` at once. The next call connects again.
-public final class RedisBlockingConnection: @unchecked Sendable {
-    public let configuration: RedisConfiguration
+package final class RedisBlockingConnection: @unchecked Sendable {
+    package let configuration: RedisConfiguration
 
     private let condition = NSCondition()
     // Guarded by `condition`.
@@ -25,7 +25,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
     private let wakeFD: Int32
     private let wakeWrite: Int32
 
-    public init(configuration: RedisConfiguration) {
+    package init(configuration: RedisConfiguration) {
         self.configuration = configuration
         var fds: [Int32] = [-1, -1]
         _ = pipe(&fds)
@@ -44,7 +44,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
     }
 
     /// Stops the thread; a command in flight throws `CancellationError`.
-    public func close() {
+    package func close() {
         condition.lock()
         closed = true
         cancelRequested = true
@@ -62,7 +62,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
     /// block on the server (its own timeout argument); with the configuration's command timeout
     /// added, that bounds the wait: a server that has gone silent fails with `.connectionLost`.
     /// `nil` waits as long as it takes. Error replies throw `RedisError(.server)`.
-    public func send(_ args: [String], blockFor: Duration? = nil) async throws -> RedisValue {
+    package func send(_ args: [String], blockFor: Duration? = nil) async throws -> RedisValue {
         let reply = try await pipeline([args], blockFor: blockFor)[0]
         if case .error(let e) = reply {
             throw RedisError.reply(e, command: args.first ?? "?", address: configuration.address)
@@ -73,7 +73,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
     /// Sends a blocking command and the commands after it back to back, and returns every reply
     /// in order (error replies as `.error` values). The server runs the later commands once the
     /// first one returns, so a read after a wake-up costs no extra round trip.
-    public func pipeline(_ commands: [[String]], blockFor: Duration? = nil) async throws -> [RedisValue] {
+    package func pipeline(_ commands: [[String]], blockFor: Duration? = nil) async throws -> [RedisValue] {
         precondition(!commands.isEmpty)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[RedisValue], Error>) in
@@ -92,7 +92,7 @@ public final class RedisBlockingConnection: @unchecked Sendable {
     /// reconnect too): from then on, nothing published on that channel is missed until the next
     /// `onReconnect`. `onError` sees each failure before the retry (a refusal such as `NOPERM`
     /// will not go away by retrying: the caller may want to give up).
-    public func subscribe(
+    package func subscribe(
         _ channels: [String],
         onReconnect: @escaping @Sendable () -> Void = {},
         onConfirm: @escaping @Sendable (String) -> Void = { _ in },

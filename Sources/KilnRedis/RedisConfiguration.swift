@@ -6,20 +6,26 @@ import Foundation
 /// (password without a user) or `unix:///path/to.sock[?db=N]`. Percent-escapes in the user and
 /// password are decoded. `description` never shows the password.
 public struct RedisConfiguration: Sendable, CustomStringConvertible {
+    /// Where the server listens.
     public enum Endpoint: Sendable, Equatable {
         case tcp(host: String, port: Int)
         case unix(path: String)
     }
 
+    /// The server's address. Default `127.0.0.1:6379` over TCP.
     public var endpoint: Endpoint
+    /// The ACL user to authenticate as (`AUTH user password`); nil = the default user.
     public var username: String?
+    /// The password, if the server asks for one. Never printed: `description` and errors leave it out.
     public var password: String?
+    /// The database number selected after connecting (`SELECT`). Default 0.
     public var database: Int
     /// How long a connect attempt may take. Default 2 s.
     public var connectTimeout: Duration
     /// How long a non-blocking command may wait for its reply. Default 10 s.
     public var commandTimeout: Duration
 
+    /// Settings given field by field; every default is the one documented on its property.
     public init(
         endpoint: Endpoint = .tcp(host: "127.0.0.1", port: 6379),
         username: String? = nil,

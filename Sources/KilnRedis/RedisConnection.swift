@@ -12,13 +12,13 @@ import Foundation
 /// Backoff between attempts is the caller's policy (see the worker's loops).
 ///
 /// Blocking commands (BLMOVE, BLPOP, SUBSCRIBE) must not be sent here: use `RedisBlockingConnection`.
-public final class RedisConnection: Sendable {
-    public let configuration: RedisConfiguration
+package final class RedisConnection: Sendable {
+    package let configuration: RedisConfiguration
     /// The queue and the I/O thread. The thread holds the core, not this handle, so dropping the
     /// last reference to the connection closes it and ends its thread (`deinit`).
     private let core: PipelineCore
 
-    public init(configuration: RedisConfiguration) {
+    package init(configuration: RedisConfiguration) {
         self.configuration = configuration
         self.core = PipelineCore(configuration: configuration)
     }
@@ -31,7 +31,7 @@ public final class RedisConnection: Sendable {
 
     /// Sends one command and returns its reply. An error reply throws `RedisError(.server)`.
     @discardableResult
-    public func send(_ args: [String]) async throws -> RedisValue {
+    package func send(_ args: [String]) async throws -> RedisValue {
         let reply = try await pipeline([args])[0]
         if case .error(let e) = reply {
             throw RedisError.reply(e, command: args.first ?? "?", address: configuration.address)
@@ -40,14 +40,14 @@ public final class RedisConnection: Sendable {
     }
 
     @discardableResult
-    public func send(_ args: String...) async throws -> RedisValue {
+    package func send(_ args: String...) async throws -> RedisValue {
         try await send(args)
     }
 
     /// Sends several commands back to back and returns their replies in order. Error replies are
     /// returned as `.error` values, not thrown; transport failures throw. See `checked` for
     /// callers that want error replies thrown.
-    public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
+    package func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
         if commands.isEmpty { return [] }
         return try await withCheckedThrowingContinuation { continuation in
             core.submit(commands) { continuation.resume(with: $0) }
@@ -57,7 +57,7 @@ public final class RedisConnection: Sendable {
     /// Queues commands now, behind everything queued before this call, and returns a handle to
     /// await their replies later: a caller can build and queue the next batch while Redis works
     /// on this one. Error replies come back as `.error` values.
-    public func submit(_ commands: [[String]]) -> PendingReplies {
+    package func submit(_ commands: [[String]]) -> PendingReplies {
         let pending = PendingReplies()
         if commands.isEmpty {
             pending.complete(.success([]))
@@ -69,7 +69,7 @@ public final class RedisConnection: Sendable {
 
     /// The blocking form of `pipeline`, for code on a thread of its own (never call it from a
     /// Swift concurrency task: it blocks the calling thread until the replies arrive).
-    public func pipelineBlocking(_ commands: [[String]]) throws -> [RedisValue] {
+    package func pipelineBlocking(_ commands: [[String]]) throws -> [RedisValue] {
         if commands.isEmpty { return [] }
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox()
@@ -87,7 +87,7 @@ public final class RedisConnection: Sendable {
     }
 
     /// Fails queued requests and stops the I/O thread once it is idle.
-    public func close() { core.close() }
+    package func close() { core.close() }
 }
 
 /// The request queue of a `RedisConnection` and the loop of its I/O thread.
@@ -191,7 +191,7 @@ private final class PipelineCore: @unchecked Sendable {
 
 extension [RedisValue] {
     /// Throws the first error reply (classified by `RedisError.reply`); returns the replies otherwise.
-    public func checked(command: String, address: String) throws -> [RedisValue] {
+    package func checked(command: String, address: String) throws -> [RedisValue] {
         for v in self {
             if case .error(let e) = v { throw RedisError.reply(e, command: command, address: address) }
         }
@@ -200,7 +200,7 @@ extension [RedisValue] {
 }
 
 /// Replies to commands queued with `RedisConnection.submit`, awaited later.
-public final class PendingReplies: @unchecked Sendable {
+package final class PendingReplies: @unchecked Sendable {
     private let lock = NSLock()
     // Guarded by `lock`; one of them is set, at most once each.
     private var result: Result<[RedisValue], Error>?
@@ -219,7 +219,7 @@ public final class PendingReplies: @unchecked Sendable {
     }
 
     /// The replies, once they arrived (or the transport error). Await it once.
-    public func value() async throws -> [RedisValue] {
+    package func value() async throws -> [RedisValue] {
         try await withCheckedThrowingContinuation { c in
             lock.lock()
             if let r = result {

@@ -1,5 +1,5 @@
 /// One reply from Redis, converted out of hiredis' `redisReply` tree.
-public enum RedisValue: Sendable, Equatable, CustomStringConvertible {
+package enum RedisValue: Sendable, Equatable, CustomStringConvertible {
     case null
     case status(String)
     case error(String)
@@ -14,7 +14,7 @@ public enum RedisValue: Sendable, Equatable, CustomStringConvertible {
 
     /// The value as text: bulk and status strings, integers in decimal; `nil` for null, errors,
     /// arrays and bulk strings that are not valid UTF-8 (``bytes(_:)``).
-    public var string: String? {
+    package var string: String? {
         switch self {
         case .bulk(let s), .status(let s): return s
         case .integer(let i): return String(i)
@@ -24,13 +24,13 @@ public enum RedisValue: Sendable, Equatable, CustomStringConvertible {
 
     /// Like ``string``, but a bulk string that is not valid UTF-8 is decoded with U+FFFD in place
     /// of its invalid bytes: for display only, never for a value that is acted on.
-    public var lossyString: String? {
+    package var lossyString: String? {
         if case .bytes(let b) = self { return String(decoding: b, as: UTF8.self) }
         return string
     }
 
     /// The value as an integer, parsing bulk strings; `nil` if it is not a number.
-    public var int: Int? {
+    package var int: Int? {
         switch self {
         case .integer(let i): return i
         case .bulk(let s), .status(let s): return Int(s)
@@ -39,19 +39,19 @@ public enum RedisValue: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The elements of an array reply; an empty list for null.
-    public var array: [RedisValue] {
+    package var array: [RedisValue] {
         switch self {
         case .array(let a): return a
         default: return []
         }
     }
 
-    public var isNull: Bool {
+    package var isNull: Bool {
         if case .null = self { return true }
         return false
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .null: return "(nil)"
         case .status(let s): return s

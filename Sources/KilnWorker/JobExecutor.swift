@@ -12,7 +12,7 @@ import ServiceLifecycle
 ///
 /// On graceful shutdown it stops fetching, lets running jobs finish for `shutdownGrace`, then
 /// stops the rest, which hand their jobs back to the queue.
-public struct JobExecutor: Service {
+package struct JobExecutor: Service {
     let options: WorkerOptions
     let runner: JobRunner
     let store: KilnStore
@@ -21,7 +21,7 @@ public struct JobExecutor: Service {
     let cpuSlots: SlotPool?
     let logger: Logger
 
-    public func run() async throws {
+    package func run() async throws {
         let grace = options.shutdownGrace
         let running = self.running
         let logger = self.logger

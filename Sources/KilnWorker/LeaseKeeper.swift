@@ -11,7 +11,7 @@ import Synchronization
 ///
 /// It runs on an OS thread of its own with its own Redis connection, so handlers that hog every
 /// Swift concurrency thread (a blocking call in an I/O handler) cannot starve it and lose leases.
-public final class LeaseKeeper: Service, Sendable {
+package final class LeaseKeeper: Service, Sendable {
     let options: WorkerOptions
     let running: RunningJobs
     let logger: Logger
@@ -27,7 +27,7 @@ public final class LeaseKeeper: Service, Sendable {
         self.store = store.on(RedisConnection(configuration: options.redis))
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withCheckedContinuation { (exited: CheckedContinuation<Void, Never>) in
@@ -100,14 +100,14 @@ public final class LeaseKeeper: Service, Sendable {
 }
 
 /// Listens on the cancel channel and stops cancelled jobs that run here, within milliseconds.
-public struct CancelListener: Service {
+package struct CancelListener: Service {
     let options: WorkerOptions
     let store: KilnStore
     let running: RunningJobs
     let leases: LeaseKeeper
     let logger: Logger
 
-    public func run() async throws {
+    package func run() async throws {
         let conn = RedisBlockingConnection(configuration: options.redis)
         defer { conn.close() }
         let running = self.running

@@ -7,17 +7,17 @@
 /// are a 4-byte little-endian byte count plus UTF-8 bytes and integers are 8-byte little-endian.
 /// Anything that does not decode exactly (short, trailing bytes, bad tag, oversized) is a
 /// ``PoolFrameError``; the pool treats the child that sent it as crashed.
-public enum PoolFrame {
+package enum PoolFrame {
     /// Largest payload accepted (256 MiB); a larger length prefix is treated as garbage.
-    public static let maxPayloadLength = 256 << 20
+    package static let maxPayloadLength = 256 << 20
     /// Size of the length prefix.
-    public static let headerLength = 4
+    package static let headerLength = 4
 
     /// The complete frame (length prefix + payload) for a request to run `job`.
-    public static func encode(_ job: PoolJob) -> [UInt8] { encode(.run(job)) }
+    package static func encode(_ job: PoolJob) -> [UInt8] { encode(.run(job)) }
 
     /// The complete frame (length prefix + payload) for a request.
-    public static func encode(_ request: PoolRequest) -> [UInt8] {
+    package static func encode(_ request: PoolRequest) -> [UInt8] {
         var w = Writer()
         switch request {
         case .run(let job):
@@ -38,7 +38,7 @@ public enum PoolFrame {
     }
 
     /// The complete frame (length prefix + payload) for a response.
-    public static func encode(_ outcome: PoolOutcome) -> [UInt8] {
+    package static func encode(_ outcome: PoolOutcome) -> [UInt8] {
         var w = Writer()
         switch outcome {
         case .succeeded(let result):
@@ -61,13 +61,13 @@ public enum PoolFrame {
     }
 
     /// Decodes a request payload (without the length prefix) that must be a job to run.
-    public static func decodeJob(_ payload: [UInt8]) throws(PoolFrameError) -> PoolJob {
+    package static func decodeJob(_ payload: [UInt8]) throws(PoolFrameError) -> PoolJob {
         guard case .run(let job) = try decodeRequest(payload) else { throw .malformed("a drop request, not a job") }
         return job
     }
 
     /// Decodes a request payload (without the length prefix).
-    public static func decodeRequest(_ payload: [UInt8]) throws(PoolFrameError) -> PoolRequest {
+    package static func decodeRequest(_ payload: [UInt8]) throws(PoolFrameError) -> PoolRequest {
         var r = Reader(bytes: payload)
         let request: PoolRequest
         switch try r.byte() {
@@ -84,7 +84,7 @@ public enum PoolFrame {
     }
 
     /// Decodes a response payload (without the length prefix).
-    public static func decodeOutcome(_ payload: [UInt8]) throws(PoolFrameError) -> PoolOutcome {
+    package static func decodeOutcome(_ payload: [UInt8]) throws(PoolFrameError) -> PoolOutcome {
         var r = Reader(bytes: payload)
         let outcome: PoolOutcome
         switch try r.byte() {
@@ -107,7 +107,7 @@ public enum PoolFrame {
     }
 
     /// The payload length announced by a 4-byte header, validated against ``maxPayloadLength``.
-    public static func payloadLength(header: some Collection<UInt8>) throws(PoolFrameError) -> Int {
+    package static func payloadLength(header: some Collection<UInt8>) throws(PoolFrameError) -> Int {
         guard header.count == headerLength else { throw .malformed("short header") }
         var n: UInt32 = 0
         for (i, b) in header.enumerated() { n |= UInt32(b) << (8 * UInt32(i)) }
@@ -182,7 +182,7 @@ public enum PoolFrame {
 }
 
 /// A frame that could not be decoded or read completely.
-public enum PoolFrameError: Error, Sendable, Equatable {
+package enum PoolFrameError: Error, Sendable, Equatable {
     /// The bytes do not form a valid frame.
     case malformed(String)
     /// The stream ended in the middle of a frame.

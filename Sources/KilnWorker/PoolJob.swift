@@ -2,17 +2,17 @@ import Kiln
 
 /// One CPU job handed to the process pool: everything a child needs, and nothing else (no
 /// Redis location, no credentials).
-public struct PoolJob: Sendable, Equatable {
-    public var id: String
-    public var type: String
-    public var queue: String
+package struct PoolJob: Sendable, Equatable {
+    package var id: String
+    package var type: String
+    package var queue: String
     /// The payload as JSON text.
-    public var payload: String
-    public var attempt: Int
-    public var maxAttempts: Int
-    public var timeoutMs: Int64
+    package var payload: String
+    package var attempt: Int
+    package var maxAttempts: Int
+    package var timeoutMs: Int64
 
-    public init(id: String, type: String, queue: String, payload: String, attempt: Int, maxAttempts: Int, timeoutMs: Int64) {
+    package init(id: String, type: String, queue: String, payload: String, attempt: Int, maxAttempts: Int, timeoutMs: Int64) {
         self.id = id
         self.type = type
         self.queue = queue
@@ -24,7 +24,7 @@ public struct PoolJob: Sendable, Equatable {
 }
 
 /// How a pool job ended.
-public enum PoolOutcome: Sendable, Equatable {
+package enum PoolOutcome: Sendable, Equatable {
     /// The handler returned; the result as JSON text.
     case succeeded(String)
     /// The handler threw: error type code, message, whether a retry may help.
@@ -42,7 +42,7 @@ public enum PoolOutcome: Sendable, Equatable {
 }
 
 /// A request from the pool to a child.
-public enum PoolRequest: Sendable, Equatable {
+package enum PoolRequest: Sendable, Equatable {
     /// Run this job and answer its outcome.
     case run(PoolJob)
     /// If the job with this id and queue was sent earlier and is not started yet, do not run it:

@@ -47,7 +47,7 @@ typealias PoolSpawnError = ProcessSpawner.Failure
 extension ProcessPool {
     /// The resolved path of `/proc/self/exe`. If the binary was replaced or deleted since it was
     /// started (a deploy), `/proc/self/exe` itself, which still refers to the running image.
-    public static var currentExecutable: String {
+    package static var currentExecutable: String {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
         guard n > 0 else { return CommandLine.arguments.first ?? "/proc/self/exe" }

@@ -22,7 +22,7 @@ import Synchronization
 /// answer for the job before it arrives (the child reads its next request right after writing
 /// that answer). A job still in a pipe is withdrawn with a drop request; a child that dies takes
 /// only its running job with it: the jobs behind it go back to the queue, uncharged.
-public final class ProcessPool: Service, Sendable {
+package final class ProcessPool: Service, Sendable {
     let executable: String
     let environment: [String]
     let logger: Logger
@@ -34,7 +34,7 @@ public final class ProcessPool: Service, Sendable {
     let state: Mutex<PoolState>
 
     /// The number of child processes.
-    public var size: Int { wakePipes.count }
+    package var size: Int { wakePipes.count }
 
     /// - Parameters:
     ///   - size: Number of child processes (at least 1).
@@ -44,7 +44,7 @@ public final class ProcessPool: Service, Sendable {
     ///     a busy child yields the CPU to the worker's async loop (and to a Redis on the same host)
     ///     whenever they have work, so CPU jobs do not delay I/O jobs; idle cores still go to CPU jobs.
     ///   - pipelined: Keep each child's next job in its pipe (prefetch; see above).
-    public init(size: Int, executable: String = ProcessPool.currentExecutable, logger: Logger, killGrace: Duration = .seconds(2), niceness: Int = 0,
+    package init(size: Int, executable: String = ProcessPool.currentExecutable, logger: Logger, killGrace: Duration = .seconds(2), niceness: Int = 0,
                 pipelined: Bool = false) {
         precondition(size >= 1, "a process pool needs at least one child")
         self.niceness = Int32(min(19, max(0, niceness)))
@@ -70,7 +70,7 @@ public final class ProcessPool: Service, Sendable {
     }
 
     /// The pids of the children currently alive (for tests and diagnostics).
-    public func childPIDs() -> [pid_t] {
+    package func childPIDs() -> [pid_t] {
         state.withLock { s in s.slots.map(\.pid).filter { $0 != 0 } }
     }
 
@@ -83,7 +83,7 @@ public final class ProcessPool: Service, Sendable {
     /// `.crashed(reason)` for the job it was running. After ``handBackUnstarted()`` the result is
     /// `.dropped` for jobs not started. After shutdown the result is
     /// `.crashed("worker process pool is shut down")`.
-    public func execute(_ job: PoolJob, onStart: (@Sendable () -> Void)? = nil) async -> PoolOutcome {
+    package func execute(_ job: PoolJob, onStart: (@Sendable () -> Void)? = nil) async -> PoolOutcome {
         let ticket = state.withLock { s in
             s.nextTicket &+= 1
             return s.nextTicket
@@ -111,7 +111,7 @@ public final class ProcessPool: Service, Sendable {
     /// in a pipe once their child confirms it did not start them (or, if it had, when they end).
     /// Jobs submitted afterwards are answered `.dropped` at once. For graceful shutdown with
     /// prefetch: running jobs finish, the rest go back to Redis without running.
-    public func handBackUnstarted() {
+    package func handBackUnstarted() {
         let (resolved, woken) = state.withLock { s in s.takeUnstarted() }
         for sub in resolved { sub.continuation.resume(returning: .dropped) }
         for i in woken { wake(i) }
@@ -122,7 +122,7 @@ public final class ProcessPool: Service, Sendable {
     /// Spawns the children and supervises them until graceful shutdown or cancellation, then
     /// stops them all: jobs already running finish on graceful shutdown and are killed on
     /// cancellation.
-    public func run() async throws {
+    package func run() async throws {
         let first = state.withLock { s in
             if s.started { return false }
             s.started = true

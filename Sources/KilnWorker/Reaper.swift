@@ -10,12 +10,12 @@ import ServiceLifecycle
 /// After Redis has been unreachable it does not reclaim for one lease: every lease deadline may
 /// have passed during the outage while the jobs' workers were alive, and their heartbeats need a
 /// chance to land first. (Due retries are still moved meanwhile.)
-public struct Reaper: Service {
+package struct Reaper: Service {
     let options: WorkerOptions
     let store: KilnStore
     let logger: Logger
 
-    public func run() async throws {
+    package func run() async throws {
         var outage = OutageTracker(what: "reap expired leases", logger: logger)
         var noReclaimUntil = ContinuousClock.now
         var nextSweep = ContinuousClock.now + options.sweepInterval

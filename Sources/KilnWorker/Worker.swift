@@ -23,15 +23,19 @@ import ServiceLifecycle
 /// The pool's children are this same executable started again in child mode, so a binary that
 /// calls `PoolChild.runIfChild` early gets a process pool for its own CPU handlers.
 public struct Worker: Service {
+    /// The options the worker was made with.
     public let options: WorkerOptions
+    /// The handlers it runs.
     public let registry: JobRegistry
+    /// Its logger; job log lines add `job.id`, `job.type` and `attempt`.
     public let logger: Logger
     /// The parts, in start order; shutdown runs in reverse (executor first, pool last).
-    public let services: [any Service]
+    package let services: [any Service]
     let running: RunningJobs
     let store: KilnStore
     package var connection: RedisConnection { store.connection }
 
+    /// A worker. Throws `KilnError(.invalidInput)` naming a bad option; connects to Redis only in `run()`.
     public init(options: WorkerOptions, registry: JobRegistry, logger: Logger = Logger(label: "kiln.worker")) throws {
         try options.validate()
         self.options = options

@@ -84,6 +84,7 @@ public struct WorkerOptions: Sendable {
     /// when the worker is made; the no-op tracer turns spans off.
     public var tracer: (any Tracer)? = nil
 
+    /// Options; every default is the one documented on its property.
     public init(
         redis: RedisConfiguration = RedisConfiguration(),
         prefix: String = "kiln",
@@ -122,7 +123,7 @@ public struct WorkerOptions: Sendable {
 
     /// How much longer than its timeout a job's first lease runs (kill grace + 2 s): a job ends by
     /// its timeout, so a short job whose worker dies comes back this soon after its timeout.
-    public var leaseMargin: Duration { killGrace + .seconds(2) }
+    package var leaseMargin: Duration { killGrace + .seconds(2) }
 
     /// How many I/O slots must be free before the I/O fetch loop leases more: 1 without
     /// `prefetch`, else half of it (fetches then come in batches of about `prefetch / 2`).
@@ -135,6 +136,7 @@ public struct WorkerOptions: Sendable {
         return max(1, cpuPrefetch - (cpuPrefetchLowWater ?? cpuPrefetch / 4))
     }
 
+    /// The default worker name: `host:pid`.
     public static var defaultName: String {
         "\(ProcessInfo.processInfo.hostName):\(getpid())"
     }

@@ -17,15 +17,15 @@
 /// | `Q:done` | channel | ids made final by one call, separated by spaces |
 ///
 /// `Q` is `queuePrefix(q)`, `P:{q}:`. 
-public struct KeySchema: Sendable, Hashable {
-    public let prefix: String
+package struct KeySchema: Sendable, Hashable {
+    package let prefix: String
 
-    public init(prefix: String = "kiln") {
+    package init(prefix: String = "kiln") {
         self.prefix = prefix
     }
 
     /// Whether `name` can be a queue name: 1–100 characters of letters, digits and `-_.`.
-    public static func isValidQueueName(_ name: String) -> Bool {
+    package static func isValidQueueName(_ name: String) -> Bool {
         // Bytes, not Unicode properties: this runs for every job enqueued.
         !name.isEmpty && name.utf8.count <= 100
             && name.utf8.allSatisfy { b in
@@ -34,32 +34,32 @@ public struct KeySchema: Sendable, Hashable {
     }
 
     /// Throws `KilnError(.invalidInput)` unless `name` is a valid queue name.
-    public static func checkQueueName(_ name: String) throws {
+    package static func checkQueueName(_ name: String) throws {
         guard isValidQueueName(name) else {
             throw KilnError(.invalidInput, "invalid queue name '\(SafeText.escaped(String(name.prefix(40))))': use 1-100 letters, digits, '-', '_' or '.'")
         }
     }
 
     /// Whether `prefix` can be a key prefix: 1–64 printable characters without braces, spaces or a trailing colon.
-    public static func isValidPrefix(_ prefix: String) -> Bool {
+    package static func isValidPrefix(_ prefix: String) -> Bool {
         !prefix.isEmpty && prefix.utf8.count <= 64 && !prefix.hasSuffix(":")
             && prefix.unicodeScalars.allSatisfy { $0.value > 32 && $0.value < 127 && $0 != "{" && $0 != "}" }
     }
 
-    public var version: String { "\(prefix):version" }
-    public var queues: String { "\(prefix):queues" }
-    public var cancelChannel: String { "\(prefix):cancel" }
+    package var version: String { "\(prefix):version" }
+    package var queues: String { "\(prefix):queues" }
+    package var cancelChannel: String { "\(prefix):cancel" }
 
     /// `Q`, the common start of every key of `queue` (trailing colon included); scripts take it as `ARGV[1]`.
-    public func queuePrefix(_ queue: String) -> String { "\(prefix):{\(queue)}:" }
+    package func queuePrefix(_ queue: String) -> String { "\(prefix):{\(queue)}:" }
 
-    public func jobs(_ queue: String) -> String { queuePrefix(queue) + "jobs" }
-    public func ready(_ queue: String, _ kind: JobKind) -> String { queuePrefix(queue) + "ready:" + kind.rawValue }
-    public func leases(_ queue: String) -> String { queuePrefix(queue) + "leases" }
-    public func later(_ queue: String) -> String { queuePrefix(queue) + "later" }
-    public func dead(_ queue: String) -> String { queuePrefix(queue) + "dead" }
-    public func expiry(_ queue: String) -> String { queuePrefix(queue) + "expiry" }
-    public func revived(_ queue: String) -> String { queuePrefix(queue) + "revived" }
+    package func jobs(_ queue: String) -> String { queuePrefix(queue) + "jobs" }
+    package func ready(_ queue: String, _ kind: JobKind) -> String { queuePrefix(queue) + "ready:" + kind.rawValue }
+    package func leases(_ queue: String) -> String { queuePrefix(queue) + "leases" }
+    package func later(_ queue: String) -> String { queuePrefix(queue) + "later" }
+    package func dead(_ queue: String) -> String { queuePrefix(queue) + "dead" }
+    package func expiry(_ queue: String) -> String { queuePrefix(queue) + "expiry" }
+    package func revived(_ queue: String) -> String { queuePrefix(queue) + "revived" }
     /// The channel on which each call that made jobs of `queue` final announces their ids.
-    public func doneChannel(_ queue: String) -> String { queuePrefix(queue) + "done" }
+    package func doneChannel(_ queue: String) -> String { queuePrefix(queue) + "done" }
 }

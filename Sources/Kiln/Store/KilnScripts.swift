@@ -5,16 +5,16 @@
 ///
 /// Conventions: `Q` (`ARGV[1]` of every script) is the queue's key prefix `prefix:{queue}:`;
 /// times are Unix milliseconds. A record is a MessagePack array, `format` = 3 at position 1.
-public enum KilnScripts {
-    public static let version = 3
+package enum KilnScripts {
+    package static let version = 3
 
     /// Every v3 script, for tools that preload them.
-    public static let all: [Script] = [enqueue, fetch, finish, extend, release, cancel, reap, sweep, retryDead, get]
+    package static let all: [Script] = [enqueue, fetch, finish, extend, release, cancel, reap, sweep, retryDead, get]
 
     /// One script: its name (for errors) and full text including the prelude.
-    public struct Script: StoreScript, Hashable {
-        public let name: String
-        public let source: String
+    package struct Script: StoreScript, Hashable {
+        package let name: String
+        package let source: String
         init(name: String, body: String) {
             self.name = name
             self.source = KilnScripts.prelude + "\n" + body

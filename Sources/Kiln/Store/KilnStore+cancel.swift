@@ -1,7 +1,7 @@
 import KilnRedis
 
 /// What the `cancel` script did.
-public enum CancelReply: Sendable, Equatable {
+package enum CancelReply: Sendable, Equatable {
     /// It was queued or waiting to retry: removed and finalized `cancelled`; it will never run.
     case cancelled
     /// It is running: the cancel is recorded and published; its worker stops it.
@@ -33,7 +33,7 @@ extension KilnStore {
     /// the queue's done channel); a running one gets the cancel flag and is published on
     /// `P:cancel` for its worker. Up to 500 ids per atomic call, all calls in one pipeline (an id
     /// named twice goes in two calls, in order).
-    public func cancel(queue: String, ids: [String], now: Int64) async throws -> [CancelReply] {
+    package func cancel(queue: String, ids: [String], now: Int64) async throws -> [CancelReply] {
         let replies = try await runBatched(
             KilnScripts.cancel,
             keys: [keys.jobs(queue), keys.later(queue), keys.ready(queue, .io), keys.ready(queue, .cpu), keys.expiry(queue)],
@@ -45,13 +45,13 @@ extension KilnStore {
     }
 
     /// `cancel` of one job (`KilnStore.cancel`'s shape).
-    public func cancel(queue: String, id: String, now: Int64) async throws -> CancelReply {
+    package func cancel(queue: String, id: String, now: Int64) async throws -> CancelReply {
         try await cancel(queue: queue, ids: [id], now: now)[0]
     }
 
     /// Listens for cancels of running jobs on `connection` until cancelled; `onCancel` gets the
     /// queue and id of each (`P:cancel`, messages "P:{queue}: id").
-    public func listenForCancels(on connection: RedisBlockingConnection, onReconnect: @escaping @Sendable () -> Void,
+    package func listenForCancels(on connection: RedisBlockingConnection, onReconnect: @escaping @Sendable () -> Void,
                                  onCancel: @escaping @Sendable (_ queue: String, _ id: String) -> Void) async throws {
         try await KilnStore.listenForCancels(channel: keys.cancelChannel, on: connection, onReconnect: onReconnect, onCancel: onCancel)
     }
@@ -76,7 +76,7 @@ extension KilnScripts {
     /// KEYS: Q:jobs, Q:later, Q:ready:io, Q:ready:cpu, Q:expiry. ARGV: Q, now, cancel channel,
     /// then ids. Per id: `cancelled` (was queued or retrying: finalized and taken off its list),
     /// `running` (flag set, `PUBLISH P:cancel "Q id"`), `missing`, or `finished:STATUS`.
-    public static let cancel = Script(name: "cancel", body: """
+    package static let cancel = Script(name: "cancel", body: """
     -- cancel
     -- KEYS: Q:jobs, Q:later, Q:ready:io, Q:ready:cpu, Q:expiry
     -- ARGV: Q, now, cancel channel, then ids

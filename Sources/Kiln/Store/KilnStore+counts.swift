@@ -3,18 +3,18 @@ import KilnRedis
 /// Reading queues: names, counts, whether jobs exist, the done channel. Plain commands, no scripts.
 extension KilnStore {
     /// Names of every queue ever enqueued to, sorted.
-    public func queueNames() async throws -> [String] {
+    package func queueNames() async throws -> [String] {
         try await connection.send(["SMEMBERS", keys.queues]).array.compactMap(\.string).sorted()
     }
 
     /// How many jobs of `queue` are queued (both kinds), running, waiting to retry and dead.
-    public func counts(queue: String) async throws -> QueueStats {
+    package func counts(queue: String) async throws -> QueueStats {
         try await counts(queues: [queue])[0]
     }
 
     /// `counts(queue:)` for many queues, in one pipeline: `LLEN` of both ready lists, `ZCARD` of
     /// `leases`, `later` and `dead`.
-    public func counts(queues: [String]) async throws -> [QueueStats] {
+    package func counts(queues: [String]) async throws -> [QueueStats] {
         let cmds = queues.flatMap { q in
             [["LLEN", keys.ready(q, .io)], ["LLEN", keys.ready(q, .cpu)], ["ZCARD", keys.leases(q)], ["ZCARD", keys.later(q)], ["ZCARD", keys.dead(q)]]
         }
@@ -25,17 +25,17 @@ extension KilnStore {
     }
 
     /// Whether a job exists, for each (queue, id).
-    public func exist(_ jobs: [(queue: String, id: String)]) async throws -> [Bool] {
+    package func exist(_ jobs: [(queue: String, id: String)]) async throws -> [Bool] {
         if jobs.isEmpty { return [] }
         return try await connection.pipeline(jobs.map { ["HEXISTS", keys.jobs($0.queue), $0.id] })
             .checked(command: "HEXISTS", address: address).map { $0.int == 1 }
     }
 
     /// The channel announcing the jobs of `queue` made final (one message per call: their ids).
-    public func doneChannel(queue: String) -> String { keys.doneChannel(queue) }
+    package func doneChannel(queue: String) -> String { keys.doneChannel(queue) }
 
     /// The queue and job ids a message on a done channel names (nil for another channel).
-    public func parseDone(channel: String, message: String) -> (queue: String, ids: [String])? {
+    package func parseDone(channel: String, message: String) -> (queue: String, ids: [String])? {
         KilnStore.parseDone(channel: channel, message: message, head: keys.queuePrefix(""))
     }
 

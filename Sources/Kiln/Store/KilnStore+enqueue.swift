@@ -1,20 +1,20 @@
 import KilnRedis
 
 /// A job to write, as the enqueue scripts take it (the caller has validated it).
-public struct NewJob: Sendable, Equatable {
-    public var id: String
-    public var type: String
-    public var kind: JobKind
+package struct NewJob: Sendable, Equatable {
+    package var id: String
+    package var type: String
+    package var kind: JobKind
     /// The payload as JSON text.
-    public var payload: String
-    public var maxAttempts: Int
-    public var timeoutMs: Int64
-    public var resultTTLms: Int64
+    package var payload: String
+    package var maxAttempts: Int
+    package var timeoutMs: Int64
+    package var resultTTLms: Int64
     /// The W3C `traceparent` of the span that enqueued it, stored with the job (record position
     /// 21) so the worker's run span continues the trace; empty for none (nothing is stored).
-    public var traceparent: String = ""
+    package var traceparent: String = ""
 
-    public init(id: String, type: String, kind: JobKind, payload: String, maxAttempts: Int, timeoutMs: Int64, resultTTLms: Int64) {
+    package init(id: String, type: String, kind: JobKind, payload: String, maxAttempts: Int, timeoutMs: Int64, resultTTLms: Int64) {
         self.id = id
         self.type = type
         self.kind = kind
@@ -26,7 +26,7 @@ public struct NewJob: Sendable, Equatable {
 }
 
 /// What one atomic `enqueue_many` call did.
-public enum EnqueueReply: Sendable, Equatable {
+package enum EnqueueReply: Sendable, Equatable {
     /// Every job of the call was written and queued.
     case written
     /// Nothing was written: `count` of its ids already exist, the first at `first` (1-based, in the call).
@@ -39,7 +39,7 @@ public enum EnqueueReply: Sendable, Equatable {
 /// Writing new jobs: `enqueue`, many jobs per call, all or nothing.
 extension KilnStore {
     /// Jobs per `enqueue` call: each call is atomic and blocks Redis while it runs.
-    public static let enqueueChunk = 500
+    package static let enqueueChunk = 500
 
     /// Registers `queues` (`P:queues`), then runs one atomic `enqueue` call per element of
     /// `calls` (1 to `enqueueChunk` jobs each), all in one pipeline. Every call sends `now` as
@@ -47,7 +47,7 @@ extension KilnStore {
     /// and the script recognises its own earlier write (answered `.written`, nothing written
     /// twice). Transient error replies (`LOADING`, `READONLY`) throw, so the caller's retry
     /// covers them; a refused call (a range error) is `.refused` with Redis's error text.
-    public func enqueue(_ calls: [(queue: String, jobs: ArraySlice<NewJob>)], registering queues: [String], now: Int64) async throws -> [EnqueueReply] {
+    package func enqueue(_ calls: [(queue: String, jobs: ArraySlice<NewJob>)], registering queues: [String], now: Int64) async throws -> [EnqueueReply] {
         if let bad = calls.first(where: { $0.jobs.isEmpty || $0.jobs.count > Self.enqueueChunk }) {
             throw KilnError(.invalidInput, "an enqueue call to queue '\(SafeText.escaped(bad.queue))' holds \(bad.jobs.count) jobs; split the jobs into calls of 1 to \(Self.enqueueChunk)")
         }
@@ -82,7 +82,7 @@ extension KilnStore {
 extension KilnScripts {
     /// The third `enqueue` argument that switches to 8 arguments per job, the 8th a W3C
     /// `traceparent` ('' for none). It cannot be a job id (ids have no colon).
-    public static let traceparentMarker = ":traceparent"
+    package static let traceparentMarker = ":traceparent"
 
     /// KEYS: Q:jobs, Q:ready:io, Q:ready:cpu. ARGV: Q, now, then 7 per job: id, type, kind,
     /// payload, max_attempts, timeout_ms, result_ttl_ms (or `:traceparent` after now, then 8
@@ -90,7 +90,7 @@ extension KilnScripts {
     /// in ARGV order), {0, 0, 1} (a retry of this call found its own write) or {first, count, 0}
     /// (that many ids exist, the first at that position; nothing written). Out-of-range
     /// arguments: an error reply `ERR kiln enqueue: job N: …`, nothing written.
-    public static let enqueue = Script(name: "enqueue", body: """
+    package static let enqueue = Script(name: "enqueue", body: """
     -- enqueue
     -- KEYS: Q:jobs, Q:ready:io, Q:ready:cpu
     -- ARGV: Q, now, then 7 per job: id, type, kind, payload, max_attempts, timeout_ms, result_ttl_ms;

@@ -6,7 +6,7 @@ extension KilnStore {
     /// clock + `lease`. Returns the jobs to stop: `.cancel` (cancel requested; the lease was still
     /// renewed) or `.lost` (no longer running under this token). Blocking: for the heartbeat's
     /// own thread (never call it from a Swift concurrency task).
-    public func extendBlocking(queue: String, jobs: [(id: String, token: String)], deadline: Int64, lease: Duration) throws -> [(id: String, verdict: LeaseVerdict)] {
+    package func extendBlocking(queue: String, jobs: [(id: String, token: String)], deadline: Int64, lease: Duration) throws -> [(id: String, verdict: LeaseVerdict)] {
         if jobs.isEmpty { return [] }
         var args = [keys.queuePrefix(queue), String(deadline), String(KilnDuration.milliseconds(lease))]
         args.reserveCapacity(3 + jobs.count * 2)
@@ -21,7 +21,7 @@ extension KilnScripts {
     /// running under its token gets the later of `deadline` and Redis's clock + lease_ms (an
     /// existing lease entry only: `ZADD XX`). Returns flat pairs id, reason for the jobs to stop:
     /// `cancel` (flag set; lease still renewed) or `lost`.
-    public static let extend = Script(name: "extend", body: """
+    package static let extend = Script(name: "extend", body: """
     -- extend
     -- KEYS: Q:jobs, Q:leases
     -- ARGV: Q, deadline, lease_ms, then pairs id, token

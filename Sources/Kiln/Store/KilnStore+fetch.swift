@@ -1,43 +1,43 @@
 import KilnRedis
 
 /// A job leased by `fetch`, as the record held it (a worker checks the envelope before running it).
-public struct FetchedJob: Sendable, Equatable {
-    public var id: String
+package struct FetchedJob: Sendable, Equatable {
+    package var id: String
     /// The fencing token of this attempt.
-    public var token: String
+    package var token: String
     /// This attempt's number (1 for the first).
-    public var attempt: Int
-    public var type: String
+    package var attempt: Int
+    package var type: String
     /// The payload as JSON text (unchecked).
-    public var payload: String
+    package var payload: String
     /// The `kind` field as stored (`io`, `cpu`, or anything a hostile producer wrote).
-    public var kindText: String
-    public var maxAttempts: Int
+    package var kindText: String
+    package var maxAttempts: Int
     /// `timeout_ms`, if it is a number.
-    public var timeoutMs: Int64?
-    public var queue: String
+    package var timeoutMs: Int64?
+    package var queue: String
     /// How long the job waited to be leased, ms: from when it last became ready (enqueued, retry
     /// due, or `kiln retry`) to this lease; nil if the record has no such time.
-    public var waitMs: Int64? = nil
+    package var waitMs: Int64? = nil
     /// The W3C `traceparent` its producer stored (record position 21), unchecked; nil if none.
-    public var traceparent: String? = nil
+    package var traceparent: String? = nil
     /// The first field of the reply (named as in the record) whose bytes are not valid UTF-8, if
     /// any: such a job must not run (a worker fails it `malformed_envelope`). `payload` is then
     /// empty, never text with replacement characters; other such fields hold that lossy text.
-    public var invalidUTF8Field: String? = nil
+    package var invalidUTF8Field: String? = nil
 }
 
 
 /// Leasing jobs: `fetch`, and waiting for a ready list to have work.
 extension KilnStore {
     /// Most jobs one `fetch` call leases (a larger `max` leases this many).
-    public static let fetchChunk = 500
+    package static let fetchChunk = 500
 
     /// Leases up to `max` jobs of `kind` from `queue` to `worker` (one atomic call, at most
     /// `fetchChunk`). A job's lease runs for `lease`, or for its timeout + `leaseMargin` if that is
     /// shorter, from the later of `now` and Redis's clock. Without `leaseMargin` every lease is
     /// `lease`. Jobs it finds cancelled or malformed are finalized instead (never run).
-    public func fetch(queue: String, kind: JobKind, max: Int, worker: String, lease: Duration, leaseMargin: Duration? = nil,
+    package func fetch(queue: String, kind: JobKind, max: Int, worker: String, lease: Duration, leaseMargin: Duration? = nil,
                       now: Int64) async throws -> [FetchedJob] {
         if max < 1 { return [] }
         var args = [keys.queuePrefix(queue), String(now), String(min(max, Self.fetchChunk)), worker, String(KilnDuration.milliseconds(lease))]
@@ -50,7 +50,7 @@ extension KilnStore {
 
     /// Blocks on `connection` until `queue` has a job of `kind` ready (at once if it has one), or
     /// `seconds` pass. Takes nothing: it rotates the list onto itself, which leaves it unchanged.
-    public func waitForWork(queue: String, kind: JobKind, on connection: RedisBlockingConnection, seconds: Int) async throws {
+    package func waitForWork(queue: String, kind: JobKind, on connection: RedisBlockingConnection, seconds: Int) async throws {
         try await KilnStore.waitForWork(list: keys.ready(queue, kind), on: connection, seconds: seconds)
     }
 }
@@ -105,7 +105,7 @@ extension KilnScripts {
     /// without a record, or whose record is not queued, are dropped, and so is an id popped twice
     /// in one call after its first time; a queued record with the
     /// cancel flag ends `cancelled`, one out of range (or not a v3 record) `failed`.
-    public static let fetch = Script(name: "fetch", body: """
+    package static let fetch = Script(name: "fetch", body: """
     -- fetch
     -- KEYS: Q:ready:KIND, Q:jobs, Q:leases, Q:expiry
     -- ARGV: Q, now, count, worker, lease_ms, lease_margin_ms

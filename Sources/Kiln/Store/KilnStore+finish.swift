@@ -1,27 +1,27 @@
 import KilnRedis
 
 /// How one attempt ended, as the worker writes it with `finish`/`finish_many`.
-public struct AttemptOutcome: Sendable, Equatable {
-    public enum Ending: String, Sendable {
+package struct AttemptOutcome: Sendable, Equatable {
+    package enum Ending: String, Sendable {
         case succeeded, failed, cancelled
         case timedOut = "timed_out"
     }
 
-    public var id: String
+    package var id: String
     /// The fencing token the attempt was leased with.
-    public var token: String
-    public var ending: Ending
+    package var token: String
+    package var ending: Ending
     /// The result as JSON text (for `succeeded`), else empty.
-    public var result: String
-    public var errorType: String
-    public var errorMessage: String
+    package var result: String
+    package var errorType: String
+    package var errorMessage: String
     /// Delay before a retry, ms; nil: do not retry.
-    public var retryDelayMs: Int64?
+    package var retryDelayMs: Int64?
     /// When the attempt ended (ms). Every try of one write sends the same value: a retried write
     /// whose first try was applied is recognised by it.
-    public var endedAt: Int64
+    package var endedAt: Int64
 
-    public init(id: String, token: String, ending: Ending, result: String = "", errorType: String = "", errorMessage: String = "",
+    package init(id: String, token: String, ending: Ending, result: String = "", errorType: String = "", errorMessage: String = "",
                 retryDelayMs: Int64? = nil, endedAt: Int64) {
         self.id = id
         self.token = token
@@ -39,7 +39,7 @@ public struct AttemptOutcome: Sendable, Equatable {
 }
 
 /// What a fenced write of an attempt's outcome did.
-public enum FinishReply: Sendable, Equatable {
+package enum FinishReply: Sendable, Equatable {
     /// Written (now, or by an earlier try of the same call): the job is left in this status.
     case left(JobStatus)
     /// The attempt no longer holds the lease (a newer attempt owns the job): nothing changed.
@@ -50,7 +50,7 @@ public enum FinishReply: Sendable, Equatable {
     }
 
     /// The status word (`stale` for `.stale`).
-    public var word: String {
+    package var word: String {
         switch self {
         case .left(let s): return s.rawValue
         case .stale: return "stale"
@@ -61,7 +61,7 @@ public enum FinishReply: Sendable, Equatable {
 /// Ending attempts: `finish`, many attempts per call.
 extension KilnStore {
     /// Attempts per `finish` call.
-    public static let finishChunk = 500
+    package static let finishChunk = 500
 
     /// Writes the outcomes of many attempts, one atomic `finish` call per element of `groups`
     /// (each of one queue, at most `finishChunk` attempts), all in one pipeline. Per group: the
@@ -72,7 +72,7 @@ extension KilnStore {
     /// The script takes one `now` per call, not per attempt: a group is written with the latest
     /// `endedAt` of its attempts (as `finished_at`, and the base of a retry's delay). A retry of
     /// the same group sends the same value, which is how the script recognises its own write.
-    public func finish(_ groups: [(queue: String, attempts: ArraySlice<AttemptOutcome>)]) async throws -> [Result<[FinishReply?], RedisError>] {
+    package func finish(_ groups: [(queue: String, attempts: ArraySlice<AttemptOutcome>)]) async throws -> [Result<[FinishReply?], RedisError>] {
         if let bad = groups.first(where: { $0.attempts.count > Self.finishChunk }) {
             throw KilnError(.invalidInput, "a finish call to queue '\(SafeText.escaped(bad.queue))' holds \(bad.attempts.count) attempts; split them into calls of at most \(Self.finishChunk)")
         }
@@ -116,7 +116,7 @@ extension KilnScripts {
     /// error_message, retry_delay_ms (-1: no retry). Fenced: `stale` unless the job is running
     /// under the token (or a retry of this call finds its own write). Returns the status each
     /// attempt left its job in, in order. One `Q:done` message for the jobs it made final.
-    public static let finish = Script(name: "finish", body: """
+    package static let finish = Script(name: "finish", body: """
     -- finish
     -- KEYS: Q:jobs, Q:leases, Q:later, Q:dead, Q:expiry
     -- ARGV: Q, now, then 7 per attempt: id, token, outcome, result_json, error_type, error_message, retry_delay_ms
@@ -201,7 +201,7 @@ extension KilnScripts {
 extension KilnStore {
     /// Writes one attempt's outcome (`finish` with one attempt); for tools and tests, the worker
     /// batches through `finish(_:)`. A refused call throws its error reply.
-    public func finishOne(queue: String, _ attempt: AttemptOutcome) async throws -> FinishReply {
+    package func finishOne(queue: String, _ attempt: AttemptOutcome) async throws -> FinishReply {
         let r = try await finish([(queue, [attempt][...])])[0]
         guard let reply = try r.get().first ?? nil else {
             throw KilnError(.protocolViolation, "unexpected reply to finish from Redis at \(address)")

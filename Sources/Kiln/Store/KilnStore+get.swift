@@ -4,19 +4,19 @@ import KilnRedis
 /// out as text, so no client needs MessagePack).
 extension KilnStore {
     /// The record of `id` in `queue`, or nil if there is none.
-    public func record(queue: String, id: String) async throws -> JobRecord? {
+    package func record(queue: String, id: String) async throws -> JobRecord? {
         try await records(queue: queue, ids: [id])[0]
     }
 
     /// The records of `ids` in `queue`, in order (nil where there is none): 500 ids per `get`
     /// call, all calls in one pipeline.
-    public func records(queue: String, ids: [String]) async throws -> [JobRecord?] {
+    package func records(queue: String, ids: [String]) async throws -> [JobRecord?] {
         let replies = try await runBatched(KilnScripts.get, keys: [keys.jobs(queue)], head: [keys.queuePrefix(queue)], items: ids.map { [$0] })
         return zip(ids, replies).map { id, fields in JobRecord(fields: fields, id: id, queue: queue) }
     }
 
     /// The first of `queues` (in order) that holds a record of `id`, with the record.
-    public func find(id: String, in queues: [String]) async throws -> (queue: String, record: JobRecord)? {
+    package func find(id: String, in queues: [String]) async throws -> (queue: String, record: JobRecord)? {
         let calls = queues.map { q in ScriptRunner.Call(script: KilnScripts.get, keys: [keys.jobs(q)], args: [keys.queuePrefix(q), id]) }
         // An error reply (LOADING after a restart) is not "no such job": it throws.
         let replies = try await runner.runPipelined(calls)
@@ -29,12 +29,12 @@ extension KilnStore {
     }
 
     /// The status word of each of `ids` in `queue` (nil where there is no record).
-    public func statuses(queue: String, ids: [String]) async throws -> [String?] {
+    package func statuses(queue: String, ids: [String]) async throws -> [String?] {
         try await records(queue: queue, ids: ids).map { $0?.statusText }
     }
 
     /// The dead-lettered jobs of `queue`, oldest first, at most `limit` (expired records skipped).
-    public func deadJobs(queue: String, limit: Int) async throws -> [JobRecord] {
+    package func deadJobs(queue: String, limit: Int) async throws -> [JobRecord] {
         let ids = try await connection.send(["ZRANGE", keys.dead(queue), "0", String(max(0, limit - 1))]).array.compactMap(\.string)
         return try await records(queue: queue, ids: ids).compactMap { $0 }
     }
@@ -44,7 +44,7 @@ extension KilnScripts {
     /// KEYS: Q:jobs. ARGV: Q, then ids. Read-only: for each id a flat array of field, value
     /// pairs named as in the record table of `docs/protocol.md`, all text (`status` as its
     /// name); an empty array for no such job.
-    public static let get = Script(name: "get", body: """
+    package static let get = Script(name: "get", body: """
     -- get
     -- KEYS: Q:jobs
     -- ARGV: Q, then ids
@@ -79,7 +79,7 @@ extension KilnStore {
     /// Whether every job in `jobs` (all of `queue`) exists with this type, payload and
     /// `enqueued_at == now`: written by an earlier try of the same enqueue call. (The `enqueue`
     /// script recognises a retry of a whole call itself; this covers a caller that split it.)
-    public func jobsMatch(queue: String, _ jobs: [NewJob], enqueuedAt now: Int64) async throws -> Bool {
+    package func jobsMatch(queue: String, _ jobs: [NewJob], enqueuedAt now: Int64) async throws -> Bool {
         let found = try await records(queue: queue, ids: jobs.map(\.id))
         return zip(jobs, found).allSatisfy { j, r in r?.type == j.type && r?.payload == j.payload && r?.enqueuedAt == now }
     }

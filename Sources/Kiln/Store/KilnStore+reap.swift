@@ -1,17 +1,17 @@
 import KilnRedis
 
 /// What one `reap` call did.
-public struct ReapReport: Sendable, Equatable {
+package struct ReapReport: Sendable, Equatable {
     /// Expired leases of running jobs taken back (requeued or finalized).
-    public var reclaimed: Int
+    package var reclaimed: Int
     /// Due retries moved back to their queue.
-    public var promoted: Int
+    package var promoted: Int
     /// When the next retry is due (ms), if any is scheduled.
-    public var nextDueMs: Int64?
+    package var nextDueMs: Int64?
     /// Dead-lettered jobs deleted by the caps.
-    public var deadTrimmed: Int
+    package var deadTrimmed: Int
     /// Finished jobs whose results expired and were deleted (trimmed from the expiry index).
-    public var expired: Int = 0
+    package var expired: Int = 0
 }
 
 
@@ -19,13 +19,13 @@ public struct ReapReport: Sendable, Equatable {
 extension KilnStore {
     /// Most entries of each kind one `reap` call handles: the expiry step reads up to about
     /// 10 × `limit` ids, which must stay within what Lua can pass to one command.
-    public static let reapLimit = 500
+    package static let reapLimit = 500
 
     /// One `reap` of `queue` at `now`, handling up to `limit` (at most `reapLimit`) of each kind of
     /// entry: expired leases are reclaimed (with `reclaim`; false after an outage), due retries
     /// promoted, results whose expiry second has passed deleted (through `Q:expiry`), and the
     /// dead-letter set trimmed to `deadMax` entries younger than `deadMaxAge`.
-    public func reap(queue: String, now: Int64, limit: Int = 500, reclaim: Bool, deadMax: Int, deadMaxAge: Duration) async throws -> ReapReport {
+    package func reap(queue: String, now: Int64, limit: Int = 500, reclaim: Bool, deadMax: Int, deadMaxAge: Duration) async throws -> ReapReport {
         let r = try await run(
             KilnScripts.reap,
             keys: [keys.jobs(queue), keys.leases(queue), keys.later(queue), keys.ready(queue, .io), keys.ready(queue, .cpu),
@@ -44,7 +44,7 @@ extension KilnScripts {
     /// expired leases, promote due retries, delete expired results (ids of due `Q:expiry`
     /// members, unread unless listed in `Q:revived`), trim the dead-letter set.
     /// Returns {reclaimed, promoted, next_due_ms or -1, dead_trimmed, expired}.
-    public static let reap = Script(name: "reap", body: """
+    package static let reap = Script(name: "reap", body: """
     -- reap
     -- KEYS: Q:jobs, Q:leases, Q:later, Q:ready:io, Q:ready:cpu, Q:dead, Q:expiry, Q:revived
     -- ARGV: Q, now, limit, reclaim, dead_max, dead_max_age_ms

@@ -1,7 +1,7 @@
 import KilnRedis
 
 /// Why `extend` tells a worker to stop a job.
-public enum LeaseVerdict: String, Sendable, Equatable {
+package enum LeaseVerdict: String, Sendable, Equatable {
     /// Someone cancelled it (its lease was still renewed).
     case cancel
     /// It is no longer running under this attempt's token: another attempt owns it.
@@ -9,7 +9,7 @@ public enum LeaseVerdict: String, Sendable, Equatable {
 }
 
 /// What `release` did with a job handed back.
-public enum ReleaseReply: String, Sendable, Equatable {
+package enum ReleaseReply: String, Sendable, Equatable {
     /// Back at the front of its queue; the attempt is not counted.
     case released
     /// It had been cancelled meanwhile: finalized `cancelled`.
@@ -27,7 +27,7 @@ extension KilnStore {
     /// the ready list of its `kind` (on shutdown, or to move a job to the kind of slot its handler
     /// needs). Up to 500 jobs per atomic call, all calls in one pipeline. One reply per job (a job
     /// named twice goes in two calls, in order).
-    public func release(queue: String, jobs: [(id: String, token: String, kind: JobKind)], now: Int64) async throws -> [ReleaseReply] {
+    package func release(queue: String, jobs: [(id: String, token: String, kind: JobKind)], now: Int64) async throws -> [ReleaseReply] {
         let replies = try await runBatched(
             KilnScripts.release,
             keys: [keys.jobs(queue), keys.leases(queue), keys.ready(queue, .io), keys.ready(queue, .cpu), keys.expiry(queue)],
@@ -39,7 +39,7 @@ extension KilnStore {
     }
 
     /// `release` of one job (`KilnStore.release`'s shape).
-    public func release(queue: String, id: String, token: String, to kind: JobKind, now: Int64) async throws -> ReleaseReply {
+    package func release(queue: String, id: String, token: String, to kind: JobKind, now: Int64) async throws -> ReleaseReply {
         try await release(queue: queue, jobs: [(id, token, kind)], now: now)[0]
     }
 }
@@ -49,7 +49,7 @@ extension KilnScripts {
     /// id, token, kind. Each job running under its token goes back to `queued` (attempt not
     /// counted, `LPUSH`: it runs next) or, if cancel was requested, ends `cancelled`. Returns per
     /// job `released`, `cancelled`, `failed` (malformed record) or `stale`.
-    public static let release = Script(name: "release", body: """
+    package static let release = Script(name: "release", body: """
     -- release
     -- KEYS: Q:jobs, Q:leases, Q:ready:io, Q:ready:cpu, Q:expiry
     -- ARGV: Q, now, then 3 per job: id, token, kind

@@ -7,7 +7,7 @@ extension KilnStore {
     /// Runs `body`, retrying network failures as `policy` says; wraps Redis errors.
     /// With a `deadline` (a waiter's), network failures are retried until then instead, with a
     /// pause that doubles up to 1 s: a waiter rides out a Redis restart like a worker does.
-    public func withRetry<T>(_ policy: RetryPolicy, logger: Logger, until deadline: ContinuousClock.Instant? = nil,
+    package func withRetry<T>(_ policy: RetryPolicy, logger: Logger, until deadline: ContinuousClock.Instant? = nil,
                              _ body: () async throws -> T) async throws -> T {
         // Doubling from the policy's backoff; capped (30 s for a policy's tries, 1 s until a deadline).
         var backoff = Backoff(initial: policy.backoff, max: deadline == nil ? .seconds(30) : .seconds(1))

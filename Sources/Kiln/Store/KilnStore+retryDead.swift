@@ -1,7 +1,7 @@
 import KilnRedis
 
 /// What `retry_dead` did.
-public enum RetryDeadReply: Sendable, Equatable {
+package enum RetryDeadReply: Sendable, Equatable {
     /// Back on its queue, attempts reset.
     case queued
     /// No record (never enqueued, or expired).
@@ -16,7 +16,7 @@ extension KilnStore {
     /// Puts job `id` of `queue` back on its ready list with its attempts reset, if it ended
     /// dead, failed or timed out. Its record stays in `Q:revived` until it is deleted, so that
     /// the expiry index's old entry for it does not delete it.
-    public func retryDead(queue: String, id: String, now: Int64) async throws -> RetryDeadReply {
+    package func retryDead(queue: String, id: String, now: Int64) async throws -> RetryDeadReply {
         let reply = try await run(KilnScripts.retryDead,
                                   keys: [keys.jobs(queue), keys.dead(queue), keys.ready(queue, .io), keys.ready(queue, .cpu), keys.revived(queue)],
                                   args: [keys.queuePrefix(queue), String(now), id])
@@ -33,7 +33,7 @@ extension KilnScripts {
     /// KEYS: Q:jobs, Q:dead, Q:ready:io, Q:ready:cpu, Q:revived. ARGV: Q, now, id. Returns
     /// `queued`, `missing`, or `not_retryable:STATUS` (`not_retryable:malformed …` for a record
     /// it cannot use).
-    public static let retryDead = Script(name: "retry_dead", body: """
+    package static let retryDead = Script(name: "retry_dead", body: """
     -- retry_dead
     -- KEYS: Q:jobs, Q:dead, Q:ready:io, Q:ready:cpu, Q:revived
     -- ARGV: Q, now, id

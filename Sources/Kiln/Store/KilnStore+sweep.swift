@@ -5,7 +5,7 @@ extension KilnStore {
     /// One page of the sweep: `HSCAN` over `Q:jobs` from `cursor`, inside the script (no record
     /// crosses the network); each running job without a lease entry gets one until `deadline`.
     /// Returns the next cursor ("0" when the pass is done) and how many it found.
-    public func sweep(queue: String, cursor: String, count: Int = 500, deadline: Int64) async throws -> (next: String, found: Int) {
+    package func sweep(queue: String, cursor: String, count: Int = 500, deadline: Int64) async throws -> (next: String, found: Int) {
         let r = try await run(KilnScripts.sweep, keys: [keys.jobs(queue), keys.leases(queue)],
                               args: [keys.queuePrefix(queue), String(deadline), cursor, String(count)]).array
         guard r.count == 2, let next = r[0].string, let found = r[1].int else {
@@ -15,7 +15,7 @@ extension KilnStore {
     }
 
     /// Sweeps every job of `queue`, page by page. Returns how many running jobs had no lease entry.
-    public func sweepAll(queue: String, deadline: Int64) async throws -> Int {
+    package func sweepAll(queue: String, deadline: Int64) async throws -> Int {
         var cursor = "0"
         var found = 0
         repeat {
@@ -30,7 +30,7 @@ extension KilnStore {
 extension KilnScripts {
     /// KEYS: Q:jobs, Q:leases. ARGV: Q, deadline, cursor, count. One `HSCAN` page; each running
     /// record without a `Q:leases` entry gets `ZADD leases deadline id`. Returns {next cursor, found}.
-    public static let sweep = Script(name: "sweep", body: """
+    package static let sweep = Script(name: "sweep", body: """
     -- sweep
     -- KEYS: Q:jobs, Q:leases
     -- ARGV: Q, deadline, cursor, count

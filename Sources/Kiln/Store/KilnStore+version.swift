@@ -6,7 +6,7 @@ import Synchronization
 /// written before v2 had a marker. Anything else stops the caller before it reads or writes more.
 extension KilnStore {
     /// The protocol version this store speaks.
-    public static var protocolVersion: Int { KilnScripts.version }
+    package static var protocolVersion: Int { KilnScripts.version }
 
     /// What this store already knows about the marker, shared by the stores made from it.
     final class VersionGate: Sendable {
@@ -18,7 +18,7 @@ extension KilnStore {
     /// `mark`, a missing marker on an empty prefix is written (`SET NX`); without, an empty prefix
     /// is fine as it is. Throws `KilnError(.versionMismatch)` if the marker names another version,
     /// or is missing while `P:queues` exists (v2 data). A refusal writes nothing.
-    public func checkVersion(mark: Bool) async throws {
+    package func checkVersion(mark: Bool) async throws {
         let known = marker.state.withLock { $0 }
         if known == .marked || (known == .matches && !mark) { return }
         let mine = String(Self.protocolVersion)

@@ -8,16 +8,16 @@ import KilnRedis
 /// Client, worker, CLI, chaos run and benchmarks talk to Redis only through a store: no other file
 /// knows a key name or a script. Batching is the normal path: `enqueue`, `finish`, `release`,
 /// `cancel` and `records` take many jobs per call.
-public struct KilnStore: Sendable {
+package struct KilnStore: Sendable {
     /// The key builder. Public for tests and tools that must look at raw keys.
-    public let keys: KeySchema
+    package let keys: KeySchema
     /// The pipelined connection every call goes through.
-    public let connection: RedisConnection
+    package let connection: RedisConnection
     let shas: ScriptCache
     let marker: VersionGate
 
     /// A store for key prefix `prefix` (checked by the caller with `KeySchema.isValidPrefix`).
-    public init(prefix: String, connection: RedisConnection) {
+    package init(prefix: String, connection: RedisConnection) {
         self.init(keys: KeySchema(prefix: prefix), connection: connection, shas: ScriptCache(), marker: VersionGate())
     }
 
@@ -29,15 +29,15 @@ public struct KilnStore: Sendable {
     }
 
     /// The same store on another connection; script SHAs and the version check are shared.
-    public func on(_ connection: RedisConnection) -> KilnStore {
+    package func on(_ connection: RedisConnection) -> KilnStore {
         KilnStore(keys: keys, connection: connection, shas: shas, marker: marker)
     }
 
     /// The prefix this store works under.
-    public var prefix: String { keys.prefix }
+    package var prefix: String { keys.prefix }
 
     /// Where the store's Redis is, for messages.
-    public var address: String { connection.configuration.address }
+    package var address: String { connection.configuration.address }
 
     /// The runner on this store's connection and SHA cache.
     var runner: ScriptRunner { ScriptRunner(connection: connection, shas: shas) }

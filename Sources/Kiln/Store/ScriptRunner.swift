@@ -3,7 +3,7 @@ import Synchronization
 
 /// One Lua script as a store runs it: a name (for errors, and the key of its SHA in the cache) and
 /// its full text, prelude included. `KilnScripts.Script` is the one kind.
-public protocol StoreScript: Sendable {
+package protocol StoreScript: Sendable {
     var name: String { get }
     var source: String { get }
 }
