@@ -53,6 +53,9 @@ extension KilnClient {
     }
 
     /// How many jobs this client's waits are waiting for right now.
+    /// The result subscription's connection, while it is open (see `ResultWaiters.subscriberConnection`).
+    package var resultSubscription: AnyObject? { results.subscriberConnection }
+
     package var waitingJobs: Int { results.waitingKeys }
 
     static func describe(_ error: Error) -> String {

@@ -106,6 +106,10 @@ package final class ResultWaiters<Key: Hashable & Sendable, Record: Sendable>: S
         pump?.cancel()
     }
 
+    /// The subscriber connection, while there is one. Its thread holds it until the thread ends,
+    /// so a weak reference to it going nil tells a test that thread is gone.
+    package var subscriberConnection: AnyObject? { state.withLock { $0.connection } }
+
     /// How many keys are being waited for (for tests and metrics).
     package var waitingKeys: Int { state.withLock { $0.byKey.count } }
 

@@ -72,7 +72,10 @@ import Testing
     @Test func aDroppedClientEndsItsThreads() async throws {
         let redis = TestRedis.shared
         let prefix = TestRedis.uniquePrefix()
+        // Each connection's thread holds its connection (or core) until the thread returns, so
+        // these weak references going nil mean both threads ended.
         weak var commands: AnyObject?
+        weak var subscriber: AnyObject?
         weak var client: KilnClient?
         do {
             let kiln = try redis.client(prefix: prefix)
@@ -80,12 +83,23 @@ import Testing
             // Starts the command thread and the result subscription's thread.
             let h = try await kiln.enqueue("nobody.runs.this", json: "{}", options: JobOptions(timeout: .seconds(1)))
             commands = kiln.connection.threadToken
-            await #expect(throws: KilnError.self) { _ = try await h.wait(timeout: .milliseconds(50)) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    await #expect(throws: KilnError.self) { _ = try await h.wait(timeout: .seconds(1)) }
+                }
+                try await eventually("the result subscription is open") {
+                    subscriber = kiln.resultSubscription
+                    return subscriber != nil
+                }
+                try await group.waitForAll()
+            }
             #expect(commands != nil)
             _ = h
         }
         #expect(client == nil)
         try await eventually("the command thread ended") { commands == nil }
+        // Well before the subscription's own idle stop (10 s without waiters): the drop ended it.
+        try await eventually("the subscription thread ended", timeout: .seconds(5)) { subscriber == nil }
     }
 
     @Test func aClosedClientFailsWithAClearError() async throws {
